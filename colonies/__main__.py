@@ -1,0 +1,3 @@
+from colonies.cli.main import main
+
+main()

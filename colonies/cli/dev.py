@@ -1,0 +1,148 @@
+"""`colonies dev`: server on SQLite, fresh keys, a colony, a demo executor, and a first process."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from colonies.client.asyncio import AsyncClient
+from colonies.client.core import func_spec
+from colonies.config import Config
+from colonies.errors import ClientError
+from colonies.executor import Executor
+from colonies.protocol.crypto import generate_prvkey, id_of
+
+COLONY = "dev"
+EXECUTOR_TYPE = "demo"
+
+
+def _keys(path: Path) -> dict[str, str]:
+    """Keys are made once and kept, so the env file stays valid across restarts."""
+    if path.exists():
+        keys: dict[str, str] = json.loads(path.read_text())
+        return keys
+    keys = {role: generate_prvkey() for role in ("server", "colony", "user", "executor")}
+    path.write_text(json.dumps(keys))
+    path.chmod(0o600)
+    return keys
+
+
+def _env_file(path: Path, port: int, keys: dict[str, str]) -> None:
+    lines = {
+        "COLONIES_SERVER_HOST": "127.0.0.1",
+        "COLONIES_SERVER_PORT": str(port),
+        "COLONIES_SERVER_TLS": "false",
+        "COLONIES_TLS": "false",
+        "COLONIES_SERVER_ID": id_of(keys["server"]),
+        "COLONIES_SERVER_PRVKEY": keys["server"],
+        "COLONIES_COLONY_NAME": COLONY,
+        "COLONIES_COLONY_ID": id_of(keys["colony"]),
+        "COLONIES_COLONY_PRVKEY": keys["colony"],
+        "COLONIES_PRVKEY": keys["user"],
+        "COLONIES_USER_PRVKEY": keys["user"],
+        "COLONIES_EXECUTOR_PRVKEY": keys["executor"],
+        "COLONIES_EXECUTOR_NAME": "demo-executor",
+        "COLONIES_EXECUTOR_TYPE": EXECUTOR_TYPE,
+    }
+    path.write_text("".join(f"export {k}={v}\n" for k, v in lines.items()))
+    path.chmod(0o600)
+
+
+def demo_executor(keys: dict[str, str], port: int) -> Executor:
+    ex = Executor(colony=COLONY, prvkey=keys["executor"], name="demo-executor", executortype=EXECUTOR_TYPE,
+                  port=port, slots=2)
+
+    @ex.function
+    def sha256(*args: object) -> str:
+        """The SHA-256 of the args joined by spaces."""
+        return hashlib.sha256(" ".join(str(a) for a in args).encode()).hexdigest()
+
+    @ex.function
+    def sum(*args: float) -> float:  # noqa: A001 - the function's public name
+        total = 0.0
+        for a in args:
+            total += float(a)
+        return total
+
+    @ex.function
+    def echo(*args: object) -> list[object]:
+        return list(args)
+
+    return ex
+
+
+async def _main(port: int, workdir: Path, once: bool) -> int:
+    import uvicorn
+
+    from colonies.server.app import create_app
+    from colonies.storage import create_storage
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    keys = _keys(workdir / "keys.json")
+    env_path = workdir / "dev.env"
+    _env_file(env_path, port, keys)
+    config = Config.from_env({}, port=port, db_path=str(workdir / "colonies.db"),
+                             server_id=id_of(keys["server"]))
+    app = create_app(config, create_storage(config))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           ws="websockets-sansio", lifespan="on"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            return 1
+        await asyncio.sleep(0.05)
+
+    admin = AsyncClient("127.0.0.1", port, prvkey=keys["server"])
+    owner, user = admin.with_key(keys["colony"]), admin.with_key(keys["user"])
+    try:
+        await admin.add_colony(id_of(keys["colony"]), COLONY)
+    except ClientError as exc:
+        if "already exists" not in exc.message:
+            raise
+    try:
+        await owner.add_user(COLONY, id_of(keys["user"]), "dev-user")
+    except ClientError as exc:
+        if "already exists" not in exc.message:
+            raise
+    ex = demo_executor(keys, port)
+    await ex.register(keys["colony"])
+    runner = asyncio.create_task(ex.run_async())
+
+    p = await user.submit(func_spec("sha256", COLONY, EXECUTOR_TYPE, args=["hello", "colonies"]))
+    print(f"Colonies dev server on http://127.0.0.1:{port} (SQLite: {workdir / 'colonies.db'})")
+    print(f"Submitted process {p.processid[:12]}… sha256('hello colonies')")
+    for _ in range(200):
+        p = await user.get_process(p.processid)
+        if p.state >= 2:
+            break
+        await asyncio.sleep(0.05)
+    state = {2: "SUCCESS", 3: "FAILED"}.get(p.state, "NOT DONE")
+    print(f"First process finished: {state}, output {p.output}")
+    print(f"In another terminal:  source {env_path}")
+    print("Then submit work, e.g. with pycolonies or:  python -c \"import colonies; ...\" (see README)")
+    code = 0 if p.state == 2 else 1
+    if not once:
+        print("Serving; press Ctrl-C to stop.")
+        try:
+            await serving
+        except asyncio.CancelledError:
+            pass
+    ex.stop()
+    await runner
+    await admin.aclose()
+    await ex.client.aclose()
+    server.should_exit = True
+    await serving
+    return code
+
+
+def run_dev(port: int, workdir: str, once: bool) -> int:
+    logging.basicConfig(level=os.environ.get("COLONIES_LOG_LEVEL", "WARNING"))
+    try:
+        return asyncio.run(_main(port, Path(workdir), once))
+    except KeyboardInterrupt:
+        return 0

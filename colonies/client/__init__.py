@@ -1,0 +1,7 @@
+"""Our SDK: one core that does no I/O, and thin sync and async shells over httpx."""
+
+from colonies.client.asyncio import AsyncClient
+from colonies.client.core import Call, ClientCore, func_spec
+from colonies.client.sync import Client
+
+__all__ = ["AsyncClient", "Call", "Client", "ClientCore", "func_spec"]

@@ -1,0 +1,241 @@
+"""The SDK core: builds signed requests and decodes replies. No I/O here.
+
+Each API method returns a `Call`: the message to send and how to decode the reply. The shells in
+`sync.py` and `asyncio.py` only send it. Signing is an `httpx.Auth` (`SigningAuth`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import httpx
+import msgspec
+
+from colonies.errors import ClientError
+from colonies.model import (
+    Attribute,
+    Colony,
+    Conditions,
+    Executor,
+    Function,
+    FunctionSpec,
+    Process,
+    ProcessEvent,
+    Statistics,
+    User,
+)
+from colonies.protocol import crypto, envelope
+
+T = TypeVar("T")
+_enc = msgspec.json.Encoder()
+_failure = msgspec.json.Decoder(dict[str, Any])
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    msg: dict[str, Any]
+    reply: type[T] | Any
+    timeout: float | None = None
+
+
+class SigningAuth(httpx.Auth):
+    """Signs the envelope's payload with the caller's key; the key never leaves the process."""
+
+    requires_request_body = True
+
+    def __init__(self, prvkey: str) -> None:
+        self.prvkey = prvkey
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        env = msgspec.json.decode(request.content)
+        env["signature"] = crypto.sign(env["payload"], self.prvkey)
+        body = _enc.encode(env)
+        request.headers["content-length"] = str(len(body))
+        request.stream = httpx.ByteStream(body)
+        request._content = body
+        yield request
+
+
+def unsigned_envelope(msg: dict[str, Any]) -> bytes:
+    payload = envelope._b64(_enc.encode(msg))
+    return _enc.encode({"payloadtype": msg["msgtype"], "payload": payload, "signature": ""})
+
+
+def decode(call: Call[T], status: int, body: bytes) -> T:
+    try:
+        _, payload, is_error = envelope.decode_reply(body)
+    except Exception as exc:
+        raise ClientError(status, f"invalid reply from server: {exc}") from None
+    if is_error or status != 200:
+        failure = _failure.decode(payload)
+        raise ClientError(int(failure.get("status", status)), str(failure.get("message", "")))
+    if call.reply is None:
+        return None  # type: ignore[return-value]
+    return msgspec.json.decode(payload, type=call.reply)  # type: ignore[no-any-return]
+
+
+def func_spec(funcname: str, colony: str, executortype: str, args: list[Any] | None = None,
+              kwargs: dict[str, Any] | None = None, priority: int = 0, maxexectime: int = -1,
+              maxwaittime: int = -1, maxretries: int = -1, executornames: list[str] | None = None,
+              env: dict[str, str] | None = None, label: str = "", nodename: str = "",
+              dependencies: list[str] | None = None) -> FunctionSpec:
+    """A FunctionSpec with the common fields; deadlines <= 0 mean no limit."""
+    return FunctionSpec(
+        nodename=nodename or funcname, funcname=funcname, args=args or [], kwargs=kwargs or {},
+        priority=priority, maxexectime=maxexectime, maxwaittime=maxwaittime, maxretries=maxretries,
+        env=env or {}, label=label,
+        conditions=Conditions(colonyname=colony, executortype=executortype, executornames=executornames,
+                              dependencies=dependencies or []),
+    )
+
+
+def _b(obj: Any) -> Any:
+    return msgspec.to_builtins(obj)
+
+
+class ClientCore:
+    """Every API call as data. Shells call `self._run(call)`."""
+
+    # -- colonies, executors, users --------------------------------------------------------------------
+    def add_colony(self, colony_id: str, name: str) -> Call[Colony]:
+        return Call({"msgtype": "addcolonymsg", "colony": {"colonyid": colony_id, "name": name}}, Colony)
+
+    def remove_colony(self, name: str) -> Call[None]:
+        return Call({"msgtype": "removecolonymsg", "colonyname": name}, None)
+
+    def get_colonies(self) -> Call[list[Colony]]:
+        return Call({"msgtype": "getcoloniesmsg"}, list[Colony] | None)
+
+    def get_colony(self, name: str) -> Call[Colony]:
+        return Call({"msgtype": "getcolonymsg", "colonyname": name}, Colony)
+
+    def colony_stats(self, name: str) -> Call[Statistics]:
+        return Call({"msgtype": "getcolonystatsmsg", "colonyname": name}, Statistics)
+
+    def statistics(self) -> Call[Statistics]:
+        return Call({"msgtype": "getstatisticsmsg"}, Statistics)
+
+    def add_executor(self, colony: str, executor_id: str, name: str, executortype: str,
+                     location: str = "") -> Call[Executor]:
+        e = {"colonyname": colony, "executorid": executor_id, "executorname": name, "executortype": executortype,
+             "locationname": location}
+        return Call({"msgtype": "addexecutormsg", "executor": e}, Executor)
+
+    def approve_executor(self, colony: str, name: str) -> Call[None]:
+        return Call({"msgtype": "approveexecutormsg", "colonyname": colony, "executorname": name}, None)
+
+    def reject_executor(self, colony: str, name: str) -> Call[None]:
+        return Call({"msgtype": "rejectexecutormsg", "colonyname": colony, "executorname": name}, None)
+
+    def remove_executor(self, colony: str, name: str) -> Call[None]:
+        return Call({"msgtype": "removeexecutormsg", "colonyname": colony, "executorname": name}, None)
+
+    def get_executors(self, colony: str) -> Call[list[Executor]]:
+        return Call({"msgtype": "getexecutorsmsg", "colonyname": colony}, list[Executor] | None)
+
+    def get_executor(self, colony: str, name: str) -> Call[Executor]:
+        return Call({"msgtype": "getexecutormsg", "colonyname": colony, "executorname": name}, Executor)
+
+    def add_user(self, colony: str, user_id: str, name: str, email: str = "", phone: str = "") -> Call[User]:
+        u = {"colonyname": colony, "userid": user_id, "name": name, "email": email, "phone": phone}
+        return Call({"msgtype": "addusermsg", "user": u}, User)
+
+    def get_users(self, colony: str) -> Call[list[User]]:
+        return Call({"msgtype": "getusersmsg", "colonyname": colony}, list[User] | None)
+
+    def remove_user(self, colony: str, name: str) -> Call[None]:
+        return Call({"msgtype": "removeusermsg", "colonyname": colony, "name": name}, None)
+
+    # -- processes --------------------------------------------------------------------------------------
+    def submit(self, spec: FunctionSpec) -> Call[Process]:
+        return Call({"msgtype": "submitfuncspecmsg", "spec": _b(spec)}, Process)
+
+    def assign(self, colony: str, timeout: int = 10, cpu: str = "", mem: str = "") -> Call[Process]:
+        msg = {"msgtype": "assignprocessmsg", "colonyname": colony, "timeout": timeout,
+               "availablecpu": cpu, "availablemem": mem}
+        return Call(msg, Process, timeout=(timeout + 10) if timeout > 0 else None)
+
+    def get_process(self, process_id: str) -> Call[Process]:
+        return Call({"msgtype": "getprocessmsg", "processid": process_id}, Process)
+
+    def get_processes(self, colony: str, state: int = -1, count: int = 100, executortype: str = "",
+                      label: str = "", initiator: str = "", processgraphid: str = "") -> Call[list[Process]]:
+        msg = {"msgtype": "getprocessesmsg", "colonyname": colony, "state": state, "count": count,
+               "executortype": executortype, "label": label, "initiator": initiator,
+               "processgraphid": processgraphid}
+        return Call(msg, list[Process] | None)
+
+    def close(self, process_id: str, output: list[Any] | None = None) -> Call[None]:
+        return Call({"msgtype": "closesuccessfulmsg", "processid": process_id, "out": output or []}, None)
+
+    def fail(self, process_id: str, errors: list[str] | None = None) -> Call[None]:
+        return Call({"msgtype": "closefailedmsg", "processid": process_id, "errors": errors or []}, None)
+
+    def set_output(self, process_id: str, output: list[Any]) -> Call[None]:
+        return Call({"msgtype": "setoutputmsg", "processid": process_id, "out": output}, None)
+
+    def cancel(self, process_id: str) -> Call[None]:
+        return Call({"msgtype": "cancelprocessmsg", "processid": process_id}, None)
+
+    def remove_process(self, process_id: str) -> Call[None]:
+        return Call({"msgtype": "removeprocessmsg", "processid": process_id}, None)
+
+    def remove_all_processes(self, colony: str, state: int = -1) -> Call[None]:
+        return Call({"msgtype": "removeallprocessesmsg", "colonyname": colony, "state": state}, None)
+
+    def pause(self, colony: str) -> Call[None]:
+        return Call({"msgtype": "pauseassignmentsmsg", "colonyname": colony}, None)
+
+    def resume(self, colony: str) -> Call[None]:
+        return Call({"msgtype": "resumeassignmentsmsg", "colonyname": colony}, None)
+
+    def add_attribute(self, process_id: str, key: str, value: str, attributetype: int = 1) -> Call[Attribute]:
+        a = {"targetid": process_id, "key": key, "value": value, "attributetype": attributetype}
+        return Call({"msgtype": "addattributemsg", "attribute": a}, Attribute)
+
+    def add_function(self, colony: str, executor_name: str, funcname: str, description: str = "") -> Call[Function]:
+        f = {"colonyname": colony, "executorname": executor_name, "funcname": funcname, "description": description}
+        return Call({"msgtype": "addfunctionmsg", "fun": f}, Function)
+
+    def get_functions(self, colony: str, executor_name: str = "") -> Call[list[Function]]:
+        return Call({"msgtype": "getfunctionsmsg", "colonyname": colony, "executorname": executor_name},
+                    list[Function] | None)
+
+    def process_events(self, process_id: str) -> Call[list[ProcessEvent]]:
+        return Call({"msgtype": "getprocesseventsmsg", "processid": process_id}, list[ProcessEvent] | None)
+
+    def version(self) -> Call[dict[str, Any]]:
+        return Call({"msgtype": "versionmsg"}, dict[str, Any])
+
+
+API = tuple(
+    name for name, value in vars(ClientCore).items() if callable(value) and not name.startswith("_")
+)
+
+
+def bind_sync(cls: type[Any]) -> type[Any]:
+    """Give a sync shell one method per API call: build the Call with the core, send it with `_run`."""
+    for name in API:
+        build = getattr(ClientCore, name)
+
+        def method(self: Any, *args: Any, _build: Any = build, **kwargs: Any) -> Any:
+            return self._run(_build(self, *args, **kwargs))
+
+        method.__name__, method.__doc__ = name, build.__doc__
+        setattr(cls, name, method)
+    return cls
+
+
+def bind_async(cls: type[Any]) -> type[Any]:
+    """The async twin of `bind_sync`, generated from the same core, so the two never drift."""
+    for name in API:
+        build = getattr(ClientCore, name)
+
+        async def method(self: Any, *args: Any, _build: Any = build, **kwargs: Any) -> Any:
+            return await self._run(_build(self, *args, **kwargs))
+
+        method.__name__, method.__doc__ = name, build.__doc__
+        setattr(cls, name, method)
+    return cls

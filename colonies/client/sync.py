@@ -1,0 +1,42 @@
+"""The sync client: sends the core's calls with httpx.Client."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import httpx
+
+from colonies.client.core import Call, ClientCore, SigningAuth, bind_sync, decode, unsigned_envelope
+
+T = TypeVar("T")
+
+
+@bind_sync
+class Client(ClientCore):
+    def __init__(self, host: str = "127.0.0.1", port: int = 50080, prvkey: str = "", tls: bool = False,
+                 verify: bool | str = True, timeout: float = 30.0) -> None:
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://{host}:{port}/api"
+        self.prvkey = prvkey
+        self._http = httpx.Client(timeout=timeout, verify=verify)
+
+    def with_key(self, prvkey: str) -> Client:
+        """A client sharing this one's connection pool, signing with another key."""
+        other = object.__new__(Client)
+        other.url, other.prvkey, other._http = self.url, prvkey, self._http
+        return other
+
+    def _run(self, call: Call[T]) -> T:
+        body = unsigned_envelope(call.msg)
+        timeout: Any = call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT
+        r = self._http.post(self.url, content=body, auth=SigningAuth(self.prvkey), timeout=timeout)
+        return decode(call, r.status_code, r.content)
+
+    def close_client(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close_client()

@@ -1,0 +1,70 @@
+"""Typed server configuration, built once from an injectable environ (prefix COLONIES_)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+def _bool(v: str) -> bool:
+    return v.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Server settings. Each field names the environment variable it is read from."""
+
+    server_id: str = field(default="", metadata={"env": "COLONIES_SERVER_ID"})
+    port: int = field(default=50080, metadata={"env": "COLONIES_SERVER_PORT"})
+    bind: str = field(default="127.0.0.1", metadata={"env": "COLONIES_SERVER_BIND"})
+    db_type: str = field(default="sqlite", metadata={"env": "COLONIES_DB_TYPE"})
+    db_path: str = field(default="colonies.db", metadata={"env": "COLONIES_DB_PATH"})
+    db_host: str = field(default="localhost", metadata={"env": "COLONIES_DB_HOST"})
+    db_port: int = field(default=5432, metadata={"env": "COLONIES_DB_PORT"})
+    db_user: str = field(default="postgres", metadata={"env": "COLONIES_DB_USER"})
+    db_password: str = field(default="", metadata={"env": "COLONIES_DB_PASSWORD"})
+    db_name: str = field(default="colonies", metadata={"env": "COLONIES_DB_NAME"})
+    sqlite_synchronous: str = field(default="NORMAL", metadata={"env": "COLONIES_SQLITE_SYNCHRONOUS"})
+    max_body_bytes: int = field(default=16 * 1024 * 1024, metadata={"env": "COLONIES_MAX_BODY_BYTES"})
+    tls: bool = field(default=False, metadata={"env": "COLONIES_TLS"})
+    tls_cert: str = field(default="", metadata={"env": "COLONIES_TLSCERT"})
+    tls_key: str = field(default="", metadata={"env": "COLONIES_TLSKEY"})
+    allow_executor_reregister: bool = field(
+        default=False, metadata={"env": "COLONIES_ALLOW_EXECUTOR_REREGISTER"}
+    )
+    timeout_period_ms: int = field(default=1000, metadata={"env": "COLONIES_TIMEOUT_CHECKER_PERIOD"})
+    generator_period_ms: int = field(default=1000, metadata={"env": "COLONIES_GENERATOR_CHECKER_PERIOD"})
+    cron_period_ms: int = field(default=1000, metadata={"env": "COLONIES_CRON_CHECKER_PERIOD"})
+    retention: bool = field(default=False, metadata={"env": "COLONIES_RETENTION"})
+    retention_policy_s: int = field(default=7 * 86400, metadata={"env": "COLONIES_RETENTION_POLICY"})
+    stale_executor_s: int = field(default=600, metadata={"env": "COLONIES_STALE_EXECUTOR_DURATION"})
+    cleanup_interval_s: int = field(default=60, metadata={"env": "COLONIES_CLEANUP_INTERVAL"})
+    etcd_endpoints: str = field(default="", metadata={"env": "COLONIES_ETCD_ENDPOINTS"})
+    build_version: str = field(default="dev", metadata={"env": "BUILD_VERSION"})
+    build_time: str = field(default="", metadata={"env": "BUILD_TIME"})
+    log_level: str = field(default="INFO", metadata={"env": "COLONIES_LOG_LEVEL"})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            raw = env.get(name)
+            if raw is None and name == "COLONIES_SERVER_PORT":
+                raw = env.get("COLONIES_SERVER_HTTP_PORT")
+            if raw is None or raw == "":
+                continue
+            if f.type == "int":
+                values[f.name] = int(raw)
+            elif f.type == "bool":
+                values[f.name] = _bool(raw)
+            else:
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Config:
+        return replace(self, **changes)

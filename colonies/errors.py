@@ -1,0 +1,96 @@
+"""The one exception tree of Colonies.
+
+    ColoniesError                 base; carries the protocol status (HTTP status and `status` field)
+    ├── BadRequest (400)          malformed envelope or payload, validation, illegal state
+    │   └── PayloadTooLarge (413) request body over the configured limit
+    ├── Forbidden (403)           bad signature, unknown payload type, not a member, not assigned
+    ├── NotFound (404)            missing process/executor/attribute, or assign found nothing
+    ├── Timeout (408)             assign timed out while the colony was paused
+    ├── Unavailable (503)         assign while paused with no timeout
+    ├── Internal (500)            a real internal fault
+    └── StorageError (500)        the storage backend failed
+        └── Conflict (400)        a uniqueness or state constraint was violated
+    ClientError                   raised by our SDK: the server answered with an error envelope
+
+The mapping from an error to its HTTP status lives here, as `status` on each class.
+"""
+
+from __future__ import annotations
+
+
+class ColoniesError(Exception):
+    """Base of every error the server reports to a caller."""
+
+    status: int = 500
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message or self.__class__.__doc__ or self.__class__.__name__
+
+
+class BadRequest(ColoniesError):
+    """The request is malformed, fails validation or asks for an illegal transition."""
+
+    status = 400
+
+
+class PayloadTooLarge(BadRequest):
+    """The request body is larger than the server accepts."""
+
+    status = 413
+
+
+class Forbidden(ColoniesError):
+    """The signer may not do this, or the signature is invalid."""
+
+    status = 403
+
+
+class NotFound(ColoniesError):
+    """The thing asked for does not exist."""
+
+    status = 404
+
+
+class Timeout(ColoniesError):
+    """The wait ended before anything could be done."""
+
+    status = 408
+
+
+class Unavailable(ColoniesError):
+    """The service cannot do this now."""
+
+    status = 503
+
+
+class Internal(ColoniesError):
+    """An unexpected internal fault."""
+
+    status = 500
+
+
+class StorageError(ColoniesError):
+    """The storage backend failed."""
+
+    status = 500
+
+
+class Conflict(StorageError):
+    """A uniqueness or state constraint was violated."""
+
+    status = 400
+
+
+class ClientError(Exception):
+    """The server answered a client call with an error envelope."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def status_of(exc: BaseException) -> int:
+    """HTTP status for any exception: protocol errors carry theirs, anything else is a 500."""
+    return exc.status if isinstance(exc, ColoniesError) else 500

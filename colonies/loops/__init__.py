@@ -1,0 +1,1 @@
+"""Background work as small `tick(services, now)` steps under one runner."""

@@ -1,0 +1,330 @@
+"""Domain and wire types. JSON names are the original's exactly; states are int enums.
+
+One set of msgspec Structs serves both as the stored model and as the wire format, so a reply is
+encoded straight from what storage returns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import IntEnum
+from typing import Any
+
+import msgspec
+
+from colonies.clock import ZERO_TIME
+
+
+class ProcessState(IntEnum):
+    WAITING = 0
+    RUNNING = 1
+    SUCCESS = 2
+    FAILED = 3
+    CANCELLED = 4
+
+
+class ExecutorState(IntEnum):
+    PENDING = 0
+    APPROVED = 1
+    REJECTED = 2
+    UNREGISTERED = 3
+
+
+class AttributeType(IntEnum):
+    IN = 0
+    OUT = 1
+    ERR = 2
+    ENV = 3
+
+
+FINAL_STATES = frozenset({ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.CANCELLED})
+
+# The allowed process transitions, as data (see the protocol spec §4).
+TRANSITIONS: dict[ProcessState, frozenset[ProcessState]] = {
+    ProcessState.WAITING: frozenset({ProcessState.RUNNING, ProcessState.FAILED, ProcessState.CANCELLED}),
+    ProcessState.RUNNING: frozenset(
+        {ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.WAITING, ProcessState.CANCELLED}
+    ),
+    ProcessState.SUCCESS: frozenset(),
+    ProcessState.FAILED: frozenset(),
+    ProcessState.CANCELLED: frozenset(),
+}
+
+
+class Wire(msgspec.Struct, kw_only=True):
+    """Base for every wire struct: keyword-only, unknown fields ignored on decode."""
+
+
+class Colony(Wire):
+    colonyid: str = ""
+    name: str = ""
+
+
+class User(Wire):
+    colonyname: str = ""
+    userid: str = ""
+    name: str = ""
+    email: str = ""
+    phone: str = ""
+
+
+class Capabilities(Wire):
+    hardware: list[Any] | None = None
+    software: list[Any] | None = None
+
+
+class Allocations(Wire):
+    projects: dict[str, Any] | None = None
+
+
+class Executor(Wire):
+    executorid: str = ""
+    executortype: str = ""
+    executorname: str = ""
+    colonyname: str = ""
+    state: int = 0
+    requirefuncreg: bool = False
+    commissiontime: datetime = ZERO_TIME
+    lastheardfromtime: datetime = ZERO_TIME
+    locationname: str = ""
+    capabilities: Capabilities = msgspec.field(default_factory=Capabilities)
+    allocations: Allocations = msgspec.field(default_factory=Allocations)
+
+
+class GPU(Wire):
+    name: str = ""
+    mem: str = ""
+    count: int = 0
+    nodecount: int = 0
+
+
+class Conditions(Wire):
+    colonyname: str = ""
+    executornames: list[str] | None = None
+    executortype: str = ""
+    locationname: str = ""
+    dependencies: list[str] | None = None
+    nodes: int = 0
+    cpu: str = ""
+    processes: int = 0
+    processespernode: int = 0
+    mem: str = ""
+    storage: str = ""
+    gpu: GPU = msgspec.field(default_factory=GPU)
+    walltime: int = 0
+
+
+Scalar = str | int | float | bool | None
+
+
+class FunctionSpec(Wire):
+    nodename: str = ""
+    funcname: str = ""
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    priority: int = 0
+    maxwaittime: int = 0
+    maxexectime: int = 0
+    maxretries: int = 0
+    conditions: Conditions = msgspec.field(default_factory=Conditions)
+    label: str = ""
+    fs: dict[str, Any] | None = None
+    env: dict[str, str] | None = None
+    channels: list[str] | None = None
+
+
+class Attribute(Wire):
+    attributeid: str = ""
+    targetid: str = ""
+    targetcolonyname: str = ""
+    targetprocessgraphid: str = ""
+    state: int = 0
+    attributetype: int = 0
+    key: str = ""
+    value: str = ""
+
+
+class Process(Wire):
+    processid: str = ""
+    initiatorid: str = ""
+    initiatorname: str = ""
+    assignedexecutorid: str = ""
+    isassigned: bool = False
+    state: int = 0
+    prioritytime: int = 0
+    submissiontime: datetime = ZERO_TIME
+    starttime: datetime = ZERO_TIME
+    endtime: datetime = ZERO_TIME
+    waitdeadline: datetime = ZERO_TIME
+    execdeadline: datetime = ZERO_TIME
+    retries: int = 0
+    attributes: list[Attribute] = []
+    spec: FunctionSpec = msgspec.field(default_factory=FunctionSpec)
+    waitforparents: bool = False
+    parents: list[str] = []
+    children: list[str] = []
+    processgraphid: str = ""
+    input: list[Any] | None = msgspec.field(default=None, name="in")
+    output: list[Any] | None = msgspec.field(default=None, name="out")
+    errors: list[str] = []
+
+
+class FunctionArg(Wire):
+    name: str = ""
+    type: str = ""
+    description: str = ""
+    required: bool = False
+    enum: list[str] | None = None
+
+
+class Function(Wire):
+    functionid: str = ""
+    executorname: str = ""
+    executortype: str = ""
+    colonyname: str = ""
+    funcname: str = ""
+    description: str = ""
+    args: list[FunctionArg] | None = None
+    counter: int = 0
+    minwaittime: float = 0.0
+    maxwaittime: float = 0.0
+    minexectime: float = 0.0
+    maxexectime: float = 0.0
+    avgwaittime: float = 0.0
+    avgexectime: float = 0.0
+    locationname: str = ""
+
+
+class Statistics(Wire):
+    colonies: int = 0
+    executors: int = 0
+    activeexecutors: int = 0
+    unregisteredexecutors: int = 0
+    waitingprocesses: int = 0
+    runningprocesses: int = 0
+    successfulprocesses: int = 0
+    failedprocesses: int = 0
+    cancelledprocesses: int = 0
+    waitingworkflows: int = 0
+    runningworkflows: int = 0
+    successfulworkflows: int = 0
+    failedworkflows: int = 0
+    cancelledworkflows: int = 0
+
+
+class Backend(Wire):
+    type: str = "http"
+    host: str = ""
+    port: int = 0
+    tls: bool = False
+
+
+class ServerInfo(Wire):
+    buildversion: str = ""
+    buildtime: str = ""
+    backends: list[Backend] = []
+
+
+class Failure(Wire):
+    status: int
+    message: str
+
+
+class Log(Wire):
+    processid: str = ""
+    colonyname: str = ""
+    executorname: str = ""
+    message: str = ""
+    timestamp: int = 0
+
+
+class WorkflowSpec(Wire):
+    colonyname: str = ""
+    functionspecs: list[FunctionSpec] | None = None
+
+
+class NodeData(Wire):
+    label: str = ""
+
+
+class Position(Wire):
+    x: int = 0
+    y: int = 0
+
+
+class NodeStyle(Wire):
+    color: str = ""
+    background: str = ""
+
+
+class GraphNode(Wire):
+    id: str = ""
+    data: NodeData = msgspec.field(default_factory=NodeData)
+    position: Position = msgspec.field(default_factory=Position)
+    type: str = ""
+    style: NodeStyle = msgspec.field(default_factory=NodeStyle)
+
+
+class Edge(Wire):
+    id: str = ""
+    source: str = ""
+    target: str = ""
+    animated: bool = False
+
+
+class ProcessGraph(Wire):
+    processgraphid: str = ""
+    initiatorid: str = ""
+    initiatorname: str = ""
+    colonyname: str = ""
+    rootprocessids: list[str] = []
+    state: int = 0
+    submissiontime: datetime = ZERO_TIME
+    starttime: datetime = ZERO_TIME
+    endtime: datetime = ZERO_TIME
+    processids: list[str] = []
+    nodes: list[GraphNode] = []
+    edges: list[Edge] = []
+
+
+class Generator(Wire):
+    generatorid: str = ""
+    initiatorid: str = ""
+    initiatorname: str = ""
+    colonyname: str = ""
+    name: str = ""
+    workflowspec: str = ""
+    trigger: int = 0
+    timeout: int = 0
+    firstpack: datetime = ZERO_TIME
+    lastrun: datetime = ZERO_TIME
+    queuesize: int = 0
+    checkerperiod: int = 0
+
+
+class Cron(Wire):
+    cronid: str = ""
+    initiatorid: str = ""
+    initiatorname: str = ""
+    colonyname: str = ""
+    name: str = ""
+    cronexpression: str = ""
+    interval: int = 0
+    random: bool = False
+    nextrun: datetime = ZERO_TIME
+    lastrun: datetime = ZERO_TIME
+    workflowspec: str = ""
+    prevprocessgraphid: str = ""
+    waitforprevprocessgraph: bool = False
+    checkerperiod: int = 0
+
+
+class ProcessEvent(Wire):
+    """One entry of a process' append-only audit trail (our extension)."""
+
+    processid: str = ""
+    seq: int = 0
+    timestamp: int = 0
+    event: str = ""
+    actorid: str = ""
+    detail: str = ""

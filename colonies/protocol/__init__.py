@@ -1,0 +1,1 @@
+"""The Colonies wire protocol: keys and signatures, message structs, envelopes."""

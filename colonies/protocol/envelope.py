@@ -1,0 +1,105 @@
+"""Request and reply envelopes: build and sign a request, open one into (message, signer id), and
+encode replies and error replies (§1.2, §1.3)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import msgspec
+
+from colonies.errors import BadRequest, ColoniesError, Forbidden
+from colonies.model import Failure
+from colonies.protocol import crypto
+from colonies.protocol.messages import DECODERS, Msg
+
+UNSIGNED = frozenset({"versionmsg", "getserverinfomsg"})
+
+
+class RPCRequest(msgspec.Struct):
+    payloadtype: str = ""
+    payload: str = ""
+    signature: str = ""
+
+
+class RPCReply(msgspec.Struct):
+    payloadtype: str
+    payload: str
+    error: bool
+
+
+_request_decoder = msgspec.json.Decoder(RPCRequest)
+_encoder = msgspec.json.Encoder()
+_reply_decoder = msgspec.json.Decoder(RPCReply)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def parse_request(body: bytes | str) -> RPCRequest:
+    """Decode the outer envelope; 400 when it is not one."""
+    try:
+        req = _request_decoder.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"invalid request envelope: {exc}") from None
+    if not req.payloadtype:
+        raise BadRequest("invalid request envelope: payloadtype missing")
+    return req
+
+
+def decode_payload(req: RPCRequest) -> Msg:
+    """Decode and type-check the payload for its payloadtype (400 on any mismatch)."""
+    decoder = DECODERS.get(req.payloadtype)
+    if decoder is None:
+        raise Forbidden(f"invalid rpcMsg.PayloadType: {req.payloadtype}")
+    try:
+        raw = base64.b64decode(req.payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("payload is not valid base64") from None
+    try:
+        msg: Msg = decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise BadRequest(f"invalid {req.payloadtype} payload: {exc}") from None
+    if msg.msgtype != req.payloadtype and req.payloadtype != "getserverinfomsg":
+        raise BadRequest("msg.MsgType does not match payloadType")
+    return msg
+
+
+def open_request(body: bytes | str) -> tuple[RPCRequest, Msg, str]:
+    """Envelope → (envelope, message, signer id). Signer is "" for the unsigned message types."""
+    req = parse_request(body)
+    if req.payloadtype in UNSIGNED:
+        return req, decode_payload(req), ""
+    signer = crypto.recover_id(req.payload, req.signature)
+    return req, decode_payload(req), signer
+
+
+def encode_reply(payloadtype: str, obj: Any) -> bytes:
+    payload = _b64(_encoder.encode(obj if obj is not None else {}))
+    return _encoder.encode(RPCReply(payloadtype, payload, False))
+
+
+def encode_error(exc: ColoniesError) -> bytes:
+    payload = _b64(_encoder.encode(Failure(status=exc.status, message=exc.message)))
+    return _encoder.encode(RPCReply("error", payload, True))
+
+
+def error_body(status: int, message: str) -> bytes:
+    payload = _b64(_encoder.encode(Failure(status=status, message=message)))
+    return _encoder.encode(RPCReply("error", payload, True))
+
+
+def encode_request(msg: Any, prvkey: str) -> bytes:
+    """Client side: sign a message (a Msg struct or a dict with `msgtype`) into an envelope."""
+    raw = _encoder.encode(msg)
+    payloadtype = msg["msgtype"] if isinstance(msg, dict) else msg.msgtype
+    payload = _b64(raw)
+    return _encoder.encode(RPCRequest(payloadtype, payload, crypto.sign(payload, prvkey)))
+
+
+def decode_reply(body: bytes) -> tuple[str, bytes, bool]:
+    """Client side: reply envelope → (payloadtype, payload JSON bytes, is_error)."""
+    rep = _reply_decoder.decode(body)
+    return rep.payloadtype, base64.b64decode(rep.payload), rep.error

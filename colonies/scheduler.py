@@ -1,0 +1,138 @@
+"""Assignment wakeups and process events, in memory, driven by events (never by polling).
+
+* Assign long-polls park a `Waiter` per (colony, executor type). A new WAITING process wakes one
+  waiter (FIFO), or every waiter that could be meant when the process targets names, resources or a
+  location. A woken waiter that is cancelled before it claims passes the wake on, so none is lost.
+* Process subscriptions (`/pubsub`) register a callback per process id or per (colony, executor type).
+* `EventBus.publish` is the one entry point; a cluster backend also feeds remote events into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from colonies.model import Process, ProcessState
+
+Key = tuple[str, str]  # (colony, executor type)
+
+
+@dataclass(eq=False)
+class Waiter:
+    colony: str
+    executor_type: str
+    executor_name: str
+    future: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def fire(self) -> bool:
+        if self.future.done():
+            return False
+        self.future.set_result(None)
+        return True
+
+
+ProcessCallback = Callable[[Process], None]
+
+
+@dataclass(eq=False)
+class Subscription:
+    """A `/pubsub` process subscription: a process id, or any process of (colony, type)."""
+
+    colony: str
+    executor_type: str
+    state: int
+    callback: ProcessCallback
+    process_id: str = ""
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._waiters: dict[Key, deque[Waiter]] = {}
+        self._by_process: dict[str, list[Subscription]] = {}
+        self._by_type: dict[Key, list[Subscription]] = {}
+        self.published = 0
+
+    # -- assign waiters ------------------------------------------------------------------------------
+    def park(self, colony: str, executor_type: str, executor_name: str) -> Waiter:
+        w = Waiter(colony, executor_type, executor_name)
+        self._waiters.setdefault((colony, executor_type), deque()).append(w)
+        return w
+
+    def unpark(self, w: Waiter, consumed: bool) -> None:
+        """Remove a waiter. If it was woken but did not use the wake, pass the wake on."""
+        q = self._waiters.get((w.colony, w.executor_type))
+        if q is not None:
+            try:
+                q.remove(w)
+            except ValueError:
+                pass
+            if not q:
+                del self._waiters[(w.colony, w.executor_type)]
+        if w.future.done() and not consumed:
+            self.wake(w.colony, w.executor_type)
+
+    def wake(self, colony: str, executor_type: str, names: list[str] | None = None,
+             everyone: bool = False) -> int:
+        q = self._waiters.get((colony, executor_type))
+        if not q:
+            return 0
+        woken = 0
+        targets = {n for n in names or [] if n and n != "*"}
+        for w in list(q):
+            if targets and w.executor_name not in targets:
+                continue
+            if w.fire():
+                woken += 1
+                if not everyone and not targets:
+                    break
+        return woken
+
+    def wake_colony(self, colony: str) -> None:
+        for (c, t), q in list(self._waiters.items()):
+            if c == colony:
+                for w in list(q):
+                    w.fire()
+
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._waiters.values())
+
+    # -- subscriptions -------------------------------------------------------------------------------
+    def subscribe(self, sub: Subscription) -> Callable[[], None]:
+        if sub.process_id:
+            self._by_process.setdefault(sub.process_id, []).append(sub)
+            bucket = self._by_process
+            key: object = sub.process_id
+        else:
+            self._by_type.setdefault((sub.colony, sub.executor_type), []).append(sub)
+            bucket = self._by_type  # type: ignore[assignment]
+            key = (sub.colony, sub.executor_type)
+
+        def cancel() -> None:
+            subs = bucket.get(key)  # type: ignore[call-overload]
+            if subs and sub in subs:
+                subs.remove(sub)
+                if not subs:
+                    del bucket[key]  # type: ignore[arg-type]
+
+        return cancel
+
+    # -- events ----------------------------------------------------------------------------------------
+    def publish(self, p: Process) -> None:
+        """A process changed state: wake assigners and notify subscribers."""
+        self.published += 1
+        c = p.spec.conditions
+        if p.state == ProcessState.WAITING and not p.waitforparents:
+            special = bool(c.cpu or c.mem or c.locationname)
+            self.wake(c.colonyname, c.executortype, c.executornames, everyone=special)
+        for sub in self._by_process.get(p.processid, ()):
+            if sub.state == p.state and (not sub.executor_type or sub.executor_type == c.executortype):
+                sub.callback(p)
+        for sub in self._by_type.get((c.colonyname, c.executortype), ()):
+            if sub.state == p.state:
+                sub.callback(p)
+
+    def publish_all(self, processes: list[Process]) -> None:
+        for p in processes:
+            self.publish(p)

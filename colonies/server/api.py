@@ -1,0 +1,129 @@
+"""POST /api as a plain ASGI app: bounded body read, envelope, signature, dispatch, reply."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from colonies.errors import BadRequest, ColoniesError, Internal, PayloadTooLarge
+from colonies.model import Backend, ServerInfo
+from colonies.protocol import envelope
+from colonies.protocol.messages import Msg, VersionMsg
+from colonies.server.dispatch import HANDLERS, REPLY_TYPE
+from colonies.server.services import Services
+
+log = logging.getLogger("colonies.api")
+
+_HEADERS = [(b"content-type", b"application/json"), (b"access-control-allow-origin", b"*")]
+LONG_POLL = frozenset({"assignprocessmsg"})
+
+
+class ApiApp:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.max_body = services.config.max_body_bytes
+        self.requests = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "OPTIONS":
+            await _send(send, 204, b"")
+            return
+        if scope["method"] != "POST":
+            await _send(send, 405, envelope.error_body(405, "only POST is allowed on /api"))
+            return
+        try:
+            body = await self._read_body(scope, receive)
+            status, reply = await self._handle(body, receive)
+        except ColoniesError as exc:
+            status, reply = exc.status, envelope.encode_error(exc)
+        await _send(send, status, reply)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise BadRequest("invalid content-length") from None
+                if declared > self.max_body:
+                    raise PayloadTooLarge(f"request body exceeds {self.max_body} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequest("client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise PayloadTooLarge(f"request body exceeds {self.max_body} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _handle(self, body: bytes, receive: Receive) -> tuple[int, bytes]:
+        self.requests += 1
+        req, msg, signer = envelope.open_request(body)
+        if req.payloadtype == "versionmsg":
+            return 200, envelope.encode_reply("versionmsg", self._version(msg))
+        if req.payloadtype == "getserverinfomsg":
+            return 200, envelope.encode_reply("getserverinfomsg", self._server_info())
+        handler = HANDLERS.get(req.payloadtype)
+        if handler is None:
+            from colonies.errors import Forbidden
+
+            raise Forbidden(f"invalid rpcMsg.PayloadType: {req.payloadtype}")
+        try:
+            if req.payloadtype in LONG_POLL:
+                result = await _until_disconnect(handler(self.s, signer, msg), receive)
+            else:
+                result = await handler(self.s, signer, msg)
+        except ColoniesError:
+            raise
+        except Exception as exc:
+            log.exception("internal error handling %s", req.payloadtype)
+            raise Internal(f"internal error: {type(exc).__name__}") from exc
+        return 200, envelope.encode_reply(REPLY_TYPE.get(req.payloadtype, req.payloadtype), result)
+
+    def _version(self, msg: Msg) -> dict[str, Any]:
+        assert isinstance(msg, VersionMsg)
+        c = self.s.config
+        return {"msgtype": "versionmsg", "buildversion": c.build_version, "buildtime": c.build_time}
+
+    def _server_info(self) -> ServerInfo:
+        c = self.s.config
+        return ServerInfo(buildversion=c.build_version, buildtime=c.build_time,
+                          backends=[Backend(type="http", host=c.bind, port=c.port, tls=c.tls)])
+
+
+async def _until_disconnect(work: Any, receive: Receive) -> Any:
+    """Run a long-poll, cancelling it if the client goes away."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while True:
+            if (await receive())["type"] == "http.disconnect":
+                return
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, Exception):
+            pass
+        raise BadRequest("client disconnected")
+    return task.result()
+
+
+async def _send(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,63 @@
+"""The app factory: `create_app(config, storage, clock)` builds the server from its parts."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+
+from colonies.clock import Clock, SystemClock
+from colonies.config import Config
+from colonies.loops import steps
+from colonies.loops.runner import Runner
+from colonies.server.api import ApiApp
+from colonies.server.pubsub import pubsub
+from colonies.server.services import Services
+from colonies.storage.base import Storage
+
+log = logging.getLogger("colonies.server")
+
+
+def create_app(config: Config, storage: Storage, clock: Clock | None = None,
+               run_loops: bool = True) -> Starlette:
+    services = Services(config=config, storage=storage, clock=clock or SystemClock())
+    runner = Runner(services.now, lambda: services.is_leader)
+    runner.add("deadlines", config.timeout_period_ms / 1000, lambda now: steps.deadlines(services, now))
+    runner.add("stale-executors", config.cleanup_interval_s, lambda now: steps.stale_executors(services, now),
+               leader_only=True)
+    api = ApiApp(services)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await storage.open()
+        if config.server_id and await storage.get_server_id() != config.server_id:
+            await storage.set_server_id(config.server_id)
+        if run_loops:
+            runner.start()
+        try:
+            yield
+        finally:
+            await runner.stop()
+            await storage.close()
+
+    async def health(request: Request) -> Response:
+        dead = runner.dead()
+        return Response(status_code=503 if dead else 200, content=",".join(dead))
+
+    app = Starlette(
+        routes=[
+            Route("/api", api, methods=["POST", "GET", "OPTIONS", "PUT", "DELETE"]),
+            Route("/health", health, methods=["GET"]),
+            WebSocketRoute("/pubsub", pubsub),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.runner = runner
+    app.state.api = api
+    return app

@@ -1,0 +1,103 @@
+"""GET /pubsub: WebSocket subscriptions to process events (§1.6).
+
+Each text frame is a signed request envelope that starts one more subscription on the socket. A
+subscription pushes reply envelopes (payloadtype `subscribeprocessmsg`) carrying the Process. The
+socket closes, without a final frame, when the last subscription's timeout passes. Membership of the
+colony is checked for every subscription (a fix over the original).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from colonies.errors import BadRequest, ColoniesError, NotFound
+from colonies.model import Process
+from colonies.protocol import envelope
+from colonies.protocol import messages as m
+from colonies.scheduler import Subscription
+from colonies.server.services import Services
+
+log = logging.getLogger("colonies.pubsub")
+MAX_FRAME = 1024 * 1024
+
+
+async def pubsub(ws: WebSocket) -> None:
+    s: Services = ws.app.state.services
+    await ws.accept()
+    outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
+    cancels: list[callable] = []  # type: ignore[valid-type]
+    loop = asyncio.get_running_loop()
+    deadline: list[float] = [0.0]
+
+    def push(p: Process) -> None:
+        try:
+            outbox.put_nowait(envelope.encode_reply("subscribeprocessmsg", p))
+        except asyncio.QueueFull:
+            log.warning("subscriber too slow; dropping an event")
+
+    async def reader() -> None:
+        while True:
+            text = await ws.receive_text()
+            try:
+                if len(text) > MAX_FRAME:
+                    raise BadRequest("frame too large")
+                await _subscribe(s, text, push, cancels, deadline, loop.time())
+            except ColoniesError as exc:
+                await outbox.put(envelope.encode_error(exc))
+
+    async def writer() -> None:
+        while True:
+            await ws.send_text((await outbox.get()).decode())
+
+    async def timer() -> None:
+        while True:
+            wait = deadline[0] - loop.time() if deadline[0] else 1.0
+            if deadline[0] and wait <= 0:
+                return
+            await asyncio.sleep(min(max(wait, 0.0), 1.0))
+
+    tasks = [asyncio.create_task(t()) for t in (reader, writer, timer)]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for cancel in cancels:
+            cancel()
+        # Flush what was already queued, then close.
+        try:
+            while not outbox.empty():
+                await ws.send_text(outbox.get_nowait().decode())
+            await ws.close()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+
+
+async def _subscribe(s: Services, text: str, push: "Push", cancels: list, deadline: list[float],  # type: ignore[type-arg]
+                     now: float) -> None:
+    _, msg, signer = envelope.open_request(text)
+    if isinstance(msg, m.SubscribeProcessMsg):
+        p = await s.storage.get_process(msg.processid)
+        if p is None:
+            raise NotFound(f"process {msg.processid} not found")
+        await s.guard.member(signer, p.spec.conditions.colonyname)
+        etype = msg.executortype or p.spec.conditions.executortype
+        sub = Subscription(colony=p.spec.conditions.colonyname, executor_type=etype, state=msg.state,
+                           callback=push, process_id=p.processid)
+        cancels.append(s.bus.subscribe(sub))
+        if p.state == msg.state:
+            push(p)
+    elif isinstance(msg, m.SubscribeProcessesMsg):
+        await s.guard.member(signer, msg.colonyname)
+        sub = Subscription(colony=msg.colonyname, executor_type=msg.executortype, state=msg.state,
+                           callback=push)
+        cancels.append(s.bus.subscribe(sub))
+    else:
+        raise BadRequest(f"{msg.msgtype} is not a subscription")
+    deadline[0] = max(deadline[0], now + max(msg.timeout, 0)) if msg.timeout > 0 else (deadline[0] or now)
+
+
+Push = object

@@ -1,0 +1,50 @@
+"""What every handler gets: config, storage, clock, event bus and the authorization guard."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from colonies.clock import Clock
+from colonies.config import Config
+from colonies.errors import BadRequest
+from colonies.protocol.crypto import sha3_hex
+from colonies.scheduler import EventBus
+from colonies.security import Guard
+from colonies.storage.base import Storage
+
+_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass
+class Services:
+    config: Config
+    storage: Storage
+    clock: Clock
+    bus: EventBus = field(default_factory=EventBus)
+    guard: Guard = field(init=False)
+    is_leader: bool = True
+
+    def __post_init__(self) -> None:
+        self.guard = Guard(self.storage, self.clock.now_ns)
+
+    def now(self) -> int:
+        return self.clock.now_ns()
+
+
+def new_id() -> str:
+    """A server-generated id: SHA3-256 of a random UUID (§1.4)."""
+    return sha3_hex(str(uuid.uuid4()).encode())
+
+
+def check_id(value: str, what: str) -> str:
+    if not _ID.match(value or ""):
+        raise BadRequest(f"invalid {what}: must be 64 lowercase hex characters")
+    return value
+
+
+def check_name(value: str, what: str) -> str:
+    if not value or len(value) > 256:
+        raise BadRequest(f"invalid {what}: must be 1 to 256 characters")
+    return value

@@ -1,0 +1,276 @@
+"""The one storage interface. Handlers, loops and the scheduler import this module, never a backend.
+
+Every method is a coroutine. Every composite state change (claim, close with workflow resolution,
+timeout re-queue) is one transaction inside the backend, so two callers can never both win a claim.
+Backends also append the audit trail (`ProcessEvent`) in the same transaction as the change it records.
+Times are Unix nanoseconds.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from colonies.model import (
+    Attribute,
+    Colony,
+    Cron,
+    Executor,
+    Function,
+    Generator,
+    Log,
+    Process,
+    ProcessEvent,
+    ProcessGraph,
+    Statistics,
+    User,
+)
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """Who is asking for work and what it can take (§4.2 step 3)."""
+
+    colony: str
+    executor_id: str
+    executor_name: str
+    executor_type: str
+    location: str = ""
+    cpu_millis: int | None = None  # None: unlimited
+    mem_bytes: int | None = None
+
+
+@dataclass
+class Changed:
+    """Processes whose state changed in one operation, for events and wakeups."""
+
+    process: Process | None = None
+    others: list[Process] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProcessQuery:
+    colony: str
+    state: int = -1  # -1: any
+    count: int = 100
+    executortype: str = ""
+    label: str = ""
+    initiator: str = ""
+    processgraphid: str = ""
+
+
+class Storage(ABC):
+    """What the server needs from a database."""
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect, and create or migrate the schema (refusing a database newer than the code)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    # -- server ---------------------------------------------------------------------------------------
+    @abstractmethod
+    async def get_server_id(self) -> str: ...
+
+    @abstractmethod
+    async def set_server_id(self, server_id: str) -> None: ...
+
+    # -- colonies -------------------------------------------------------------------------------------
+    @abstractmethod
+    async def add_colony(self, colony: Colony) -> None:
+        """Conflict if the name exists."""
+
+    @abstractmethod
+    async def get_colony(self, name: str) -> Colony | None: ...
+
+    @abstractmethod
+    async def list_colonies(self) -> list[Colony]: ...
+
+    @abstractmethod
+    async def remove_colony(self, name: str) -> None:
+        """Delete the colony and everything in it."""
+
+    @abstractmethod
+    async def change_colony_id(self, name: str, colony_id: str) -> None: ...
+
+    @abstractmethod
+    async def set_paused(self, colony: str, paused: bool) -> None: ...
+
+    @abstractmethod
+    async def is_paused(self, colony: str) -> bool: ...
+
+    # -- executors ------------------------------------------------------------------------------------
+    @abstractmethod
+    async def add_executor(self, executor: Executor, replace: bool = False) -> list[str]:
+        """Insert (Conflict if the name exists, unless `replace`); returns ids of re-queued processes."""
+
+    @abstractmethod
+    async def get_executor(self, colony: str, name: str) -> Executor | None: ...
+
+    @abstractmethod
+    async def get_executor_by_id(self, executor_id: str) -> Executor | None:
+        """Global lookup; an id registered in several colonies returns the active one."""
+
+    @abstractmethod
+    async def get_colony_executor_by_id(self, colony: str, executor_id: str) -> Executor | None: ...
+
+    @abstractmethod
+    async def list_executors(self, colony: str) -> list[Executor]: ...
+
+    @abstractmethod
+    async def set_executor_state(self, colony: str, name: str, state: int) -> bool: ...
+
+    @abstractmethod
+    async def remove_executor(self, colony: str, name: str, now_ns: int) -> list[str]:
+        """Soft-delete (UNREGISTERED), drop its functions, re-queue its RUNNING processes."""
+
+    @abstractmethod
+    async def touch_executor(self, executor_id: str, now_ns: int) -> None:
+        """Record a sign of life."""
+
+    @abstractmethod
+    async def update_executor(
+        self, colony: str, name: str, capabilities: bytes | None, allocations: bytes | None
+    ) -> None: ...
+
+    @abstractmethod
+    async def change_executor_id(self, colony: str, old_id: str, new_id: str) -> None: ...
+
+    @abstractmethod
+    async def stale_executors(self, older_than_ns: int) -> list[Executor]: ...
+
+    # -- users ------------------------------------------------------------------------------------------
+    @abstractmethod
+    async def add_user(self, user: User) -> None:
+        """Conflict if the name or id exists in the colony."""
+
+    @abstractmethod
+    async def get_user(self, colony: str, name: str) -> User | None: ...
+
+    @abstractmethod
+    async def get_user_by_id(self, colony: str, user_id: str) -> User | None: ...
+
+    @abstractmethod
+    async def list_users(self, colony: str) -> list[User]: ...
+
+    @abstractmethod
+    async def remove_user(self, colony: str, name: str) -> bool: ...
+
+    @abstractmethod
+    async def change_user_id(self, colony: str, old_id: str, new_id: str) -> None: ...
+
+    # -- processes --------------------------------------------------------------------------------------
+    @abstractmethod
+    async def add_processes(
+        self, processes: list[Process], graph: ProcessGraph | None = None, actor: str = ""
+    ) -> None:
+        """Insert processes (and their ENV attributes, and the graph) in one transaction."""
+
+    @abstractmethod
+    async def get_process(self, process_id: str) -> Process | None: ...
+
+    @abstractmethod
+    async def claim(self, req: ClaimRequest, now_ns: int) -> Process | None:
+        """Atomically assign the best matching WAITING process (lowest prioritytime) or None.
+        Uses an index: the cost does not grow with the queue length."""
+
+    @abstractmethod
+    async def finish(
+        self, process_id: str, executor_id: str, success: bool, output: list[object] | None,
+        errors: list[str] | None, now_ns: int,
+    ) -> Changed | None:
+        """RUNNING + assigned to `executor_id` → SUCCESS/FAILED, resolving its workflow in the same
+        transaction. None when the process is not in that state (the caller finds out why)."""
+
+    @abstractmethod
+    async def set_output(self, process_id: str, executor_id: str, output: list[object]) -> bool: ...
+
+    @abstractmethod
+    async def cancel(self, process_id: str, actor: str, now_ns: int) -> Process | None:
+        """WAITING/RUNNING standalone process → CANCELLED; None if not in such a state."""
+
+    @abstractmethod
+    async def expire(self, now_ns: int, limit: int = 1000) -> list[Process]:
+        """Apply exec and wait deadlines (§4.4); returns the processes changed."""
+
+    @abstractmethod
+    async def list_processes(self, q: ProcessQuery) -> list[Process]: ...
+
+    @abstractmethod
+    async def process_history(
+        self, colony: str, executor_id: str, since_ns: int, state: int
+    ) -> list[Process]: ...
+
+    @abstractmethod
+    async def remove_process(self, process_id: str) -> None: ...
+
+    @abstractmethod
+    async def remove_all_processes(self, colony: str, state: int) -> None:
+        """Standalone processes only; state -1 means all but RUNNING."""
+
+    @abstractmethod
+    async def statistics(self, colony: str | None) -> Statistics: ...
+
+    @abstractmethod
+    async def process_events(self, process_id: str) -> list[ProcessEvent]: ...
+
+    # -- attributes and functions ----------------------------------------------------------------------------
+    @abstractmethod
+    async def add_attribute(self, attribute: Attribute, now_ns: int) -> None:
+        """Conflict if the id exists."""
+
+    @abstractmethod
+    async def get_attribute(self, attribute_id: str) -> Attribute | None: ...
+
+    @abstractmethod
+    async def add_function(self, function: Function) -> None: ...
+
+    @abstractmethod
+    async def get_function(self, function_id: str) -> Function | None: ...
+
+    @abstractmethod
+    async def list_functions(self, colony: str, executor_name: str) -> list[Function]: ...
+
+    @abstractmethod
+    async def remove_function(self, function_id: str) -> None: ...
+
+    @abstractmethod
+    async def record_function_run(
+        self, colony: str, executor_name: str, funcname: str, wait_s: float, exec_s: float
+    ) -> None: ...
+
+    # -- workflows (issue 3) -------------------------------------------------------------------------------------
+    async def get_graph(self, graph_id: str) -> ProcessGraph | None:
+        raise NotImplementedError
+
+    async def list_graphs(self, colony: str, state: int, count: int) -> list[ProcessGraph]:
+        raise NotImplementedError
+
+    async def remove_graph(self, graph_id: str) -> None:
+        raise NotImplementedError
+
+    async def remove_all_graphs(self, colony: str, state: int) -> None:
+        raise NotImplementedError
+
+    async def cancel_graph(self, graph_id: str, actor: str, now_ns: int) -> list[Process]:
+        raise NotImplementedError
+
+    async def add_child(
+        self, graph_id: str, parent_id: str, child_id: str, process: Process, insert: bool
+    ) -> None:
+        raise NotImplementedError
+
+    # -- generators, crons, logs (issue 3) -------------------------------------------------------------------
+    async def add_generator(self, generator: Generator) -> None:
+        raise NotImplementedError
+
+    async def get_generator(self, generator_id: str) -> Generator | None:
+        raise NotImplementedError
+
+    async def add_cron(self, cron: Cron) -> None:
+        raise NotImplementedError
+
+    async def add_log(self, log: Log) -> None:
+        raise NotImplementedError
