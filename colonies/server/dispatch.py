@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from colonies.protocol import messages as m
 from colonies.server import handlers_identity as ident
 from colonies.server import handlers_processes as proc
-from colonies.server.services import Services
-
-Handler = Callable[[Services, str, Any], Awaitable[Any]]
+from colonies.server import handlers_schedules, handlers_workflows
+from colonies.server.handlers_types import Handler
 
 HANDLERS: dict[str, Handler] = {
     "addcolonymsg": ident.add_colony,
@@ -59,6 +55,9 @@ HANDLERS: dict[str, Handler] = {
     "removefunctionmsg": proc.remove_function,
     "getprocesseventsmsg": proc.get_process_events,
 }
+
+HANDLERS.update(handlers_workflows.HANDLERS)
+HANDLERS.update(handlers_schedules.HANDLERS)
 
 # Reply payloadtype when it differs from the request's.
 REPLY_TYPE = {"getpausestatusmsg": "pausestatusreplymsg"}

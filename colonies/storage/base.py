@@ -9,6 +9,7 @@ Times are Unix nanoseconds.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from colonies.model import (
@@ -46,6 +47,9 @@ class Changed:
 
     process: Process | None = None
     others: list[Process] = field(default_factory=list)
+
+
+GraphBuilder = Callable[[list[str]], tuple[list[Process], ProcessGraph]]
 
 
 @dataclass(frozen=True)
@@ -241,36 +245,105 @@ class Storage(ABC):
         self, colony: str, executor_name: str, funcname: str, wait_s: float, exec_s: float
     ) -> None: ...
 
-    # -- workflows (issue 3) -------------------------------------------------------------------------------------
+    # -- workflows --------------------------------------------------------------------------------------------
+    # Graphs are inserted with `add_processes(processes, graph)`; claim/finish/expire resolve them.
+    @abstractmethod
     async def get_graph(self, graph_id: str) -> ProcessGraph | None:
-        raise NotImplementedError
+        """The graph with `processids` filled (nodes/edges are computed by the handler)."""
 
+    @abstractmethod
     async def list_graphs(self, colony: str, state: int, count: int) -> list[ProcessGraph]:
-        raise NotImplementedError
+        """Newest first; state -1 means any."""
 
+    @abstractmethod
     async def remove_graph(self, graph_id: str) -> None:
-        raise NotImplementedError
+        """Delete the graph and its processes."""
 
-    async def remove_all_graphs(self, colony: str, state: int) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def remove_all_graphs(self, colony: str, state: int) -> None: ...
 
+    @abstractmethod
     async def cancel_graph(self, graph_id: str, actor: str, now_ns: int) -> list[Process]:
-        raise NotImplementedError
+        """Every WAITING/RUNNING process → CANCELLED, graph → CANCELLED; returns the changed processes."""
 
-    async def add_child(
-        self, graph_id: str, parent_id: str, child_id: str, process: Process, insert: bool
-    ) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def add_child(self, graph_id: str, parent_id: str, child_id: str, process: Process,
+                        insert: bool, now_ns: int) -> Process:
+        """Insert a dynamic child (§5) in one transaction; returns the stored child."""
 
-    # -- generators, crons, logs (issue 3) -------------------------------------------------------------------
+    # -- generators ---------------------------------------------------------------------------------------------
+    @abstractmethod
     async def add_generator(self, generator: Generator) -> None:
-        raise NotImplementedError
+        """Conflict if (colony, name) exists."""
 
+    @abstractmethod
     async def get_generator(self, generator_id: str) -> Generator | None:
-        raise NotImplementedError
+        """With `queuesize` filled."""
 
+    @abstractmethod
+    async def get_generator_by_name(self, colony: str, name: str) -> Generator | None: ...
+
+    @abstractmethod
+    async def list_generators(self, colony: str, count: int) -> list[Generator]: ...
+
+    @abstractmethod
+    async def remove_generator(self, generator_id: str) -> None: ...
+
+    @abstractmethod
+    async def pack_generator(self, generator_id: str, colony: str, arg: str, now_ns: int) -> None:
+        """Queue one arg (FIFO); the first pack since the last run sets `firstpack`."""
+
+    @abstractmethod
+    async def fire_generator(
+        self, generator_id: str, count: int, build: GraphBuilder, now_ns: int
+    ) -> list[Process]:
+        """In one transaction: take the `count` oldest args, build a workflow from them with
+        `build(args)`, insert it, delete the args and set `lastrun`. No arg is lost or used twice."""
+
+    @abstractmethod
+    async def generators_due(self) -> list[Generator]:
+        """Every generator with queued args (queuesize filled), for the leader's check."""
+
+    # -- crons --------------------------------------------------------------------------------------------------
+    @abstractmethod
     async def add_cron(self, cron: Cron) -> None:
-        raise NotImplementedError
+        """Conflict if (colony, name) exists."""
 
-    async def add_log(self, log: Log) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def get_cron(self, cron_id: str) -> Cron | None: ...
+
+    @abstractmethod
+    async def list_crons(self, colony: str, count: int) -> list[Cron]: ...
+
+    @abstractmethod
+    async def remove_cron(self, cron_id: str) -> None: ...
+
+    @abstractmethod
+    async def crons_due(self, now_ns: int) -> list[Cron]:
+        """Crons whose `nextrun` is unset or has passed."""
+
+    @abstractmethod
+    async def set_cron_next(self, cron_id: str, next_run_ns: int) -> None: ...
+
+    @abstractmethod
+    async def fire_cron(self, cron_id: str, expected_next_ns: int, next_run_ns: int,
+                        processes: list[Process], graph: ProcessGraph, now_ns: int) -> bool:
+        """In one transaction, only if `nextrun` still equals `expected_next_ns` (a fence against a
+        double fire): insert the graph, set lastrun/nextrun/prevprocessgraphid. False if fenced out."""
+
+    # -- logs -----------------------------------------------------------------------------------------------------
+    @abstractmethod
+    async def add_log(self, log: Log) -> None: ...
+
+    @abstractmethod
+    async def get_logs(self, colony: str, process_id: str, executor_name: str, count: int, since_ns: int,
+                       latest: bool) -> list[Log]: ...
+
+    @abstractmethod
+    async def search_logs(self, colony: str, text: str, since_ns: int, count: int) -> list[Log]: ...
+
+    # -- retention ------------------------------------------------------------------------------------------------
+    @abstractmethod
+    async def retain(self, older_than_ns: int) -> int:
+        """Delete SUCCESS processes and graphs submitted before the cutoff (never failed ones), and
+        logs older than it; returns how many processes were deleted."""

@@ -32,7 +32,8 @@ from colonies.resources import parse_cpu, parse_mem
 from colonies.storage import rows
 from colonies.storage.base import Changed, ClaimRequest, ProcessQuery
 from colonies.storage.migrate import latest_version, migrations
-from colonies.storage.sqlite_extra import SqliteWorkflowsMixin
+from colonies.storage.sqlite_workflows import SqliteWorkflowsMixin
+from colonies.storage.sqlite_schedules import SqliteSchedulesMixin
 
 _P = rows.PROCESS_COLS
 WAITING, RUNNING, SUCCESS, FAILED, CANCELLED = (int(s) for s in ProcessState)
@@ -41,7 +42,7 @@ EXEC_TIMEOUT_ERROR = "Maximum execution time limit exceeded"
 WAIT_TIMEOUT_ERROR = "Maximum waiting time limit exceeded"
 
 
-class SqliteStorage(SqliteWorkflowsMixin):
+class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
         self.path = path
         self.synchronous = synchronous.upper()

@@ -13,6 +13,25 @@ from colonies.storage.base import Storage
 class SqliteWorkflowsMixin(Storage):
     """Graph bookkeeping shared by claim, close and expiry."""
 
+    async def get_graph(self, graph_id: str) -> ProcessGraph | None:
+        raise NotImplementedError
+
+    async def list_graphs(self, colony: str, state: int, count: int) -> list[ProcessGraph]:
+        raise NotImplementedError
+
+    async def remove_graph(self, graph_id: str) -> None:
+        raise NotImplementedError
+
+    async def remove_all_graphs(self, colony: str, state: int) -> None:
+        raise NotImplementedError
+
+    async def cancel_graph(self, graph_id: str, actor: str, now_ns: int) -> list[Process]:
+        raise NotImplementedError
+
+    async def add_child(self, graph_id: str, parent_id: str, child_id: str, process: Process,
+                        insert: bool, now_ns: int) -> Process:
+        raise NotImplementedError
+
     def _insert_graph(self, db: sqlite3.Connection, g: ProcessGraph) -> None:
         db.execute(
             f"INSERT INTO processgraphs ({rows.GRAPH_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
