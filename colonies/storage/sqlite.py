@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from colonies.clock import NS
@@ -104,6 +104,18 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def _conn(self) -> sqlite3.Connection:
+        return self.db
+
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._tx()
+
+    def _log_event(self, db: sqlite3.Connection, pid: str, now: int, event: str, actor: str, detail: str) -> None:
+        self._event(db, pid, now, event, actor, detail)
+
+    def _add_process(self, db: sqlite3.Connection, p: Process) -> None:
+        self._insert_process(db, p, "")
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
         return self.db.execute(sql, args).fetchone()

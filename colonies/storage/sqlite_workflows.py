@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import AbstractContextManager
 from typing import Any
 
 from colonies.model import Process, ProcessGraph
@@ -14,22 +15,111 @@ class SqliteWorkflowsMixin(Storage):
     """Graph bookkeeping shared by claim, close and expiry."""
 
     async def get_graph(self, graph_id: str) -> ProcessGraph | None:
-        raise NotImplementedError
+        db = self._conn()
+        row = db.execute(f"SELECT {rows.GRAPH_COLS} FROM processgraphs WHERE processgraph_id = ?",
+                         (graph_id,)).fetchone()
+        return rows.graph(row, self._graph_pids(db, graph_id)) if row else None
+
+    def _graph_pids(self, db: sqlite3.Connection, graph_id: str) -> list[str]:
+        return [r[0] for r in db.execute(
+            "SELECT process_id FROM processes WHERE processgraph_id = ? ORDER BY submission_time, rowid",
+            (graph_id,))]
 
     async def list_graphs(self, colony: str, state: int, count: int) -> list[ProcessGraph]:
-        raise NotImplementedError
+        db = self._conn()
+        if state >= 0:
+            found = db.execute(f"SELECT {rows.GRAPH_COLS} FROM processgraphs WHERE colony_name = ? AND state = ?"
+                               " ORDER BY submission_time DESC LIMIT ?", (colony, state, count)).fetchall()
+        else:
+            found = db.execute(f"SELECT {rows.GRAPH_COLS} FROM processgraphs WHERE colony_name = ?"
+                               " ORDER BY submission_time DESC LIMIT ?", (colony, count)).fetchall()
+        return [rows.graph(r, self._graph_pids(db, r[0])) for r in found]
 
     async def remove_graph(self, graph_id: str) -> None:
-        raise NotImplementedError
+        with self._transaction() as db:
+            self._delete_graphs(db, "processgraph_id = ?", (graph_id,))
+
+    def _delete_graphs(self, db: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> None:
+        ids = [r[0] for r in db.execute(f"SELECT processgraph_id FROM processgraphs WHERE {where}", args)]
+        for gid in ids:
+            sub = "SELECT process_id FROM processes WHERE processgraph_id = ?"
+            for table, col in (("attributes", "target_id"), ("process_targets", "process_id"),
+                               ("process_events", "process_id"), ("logs", "process_id")):
+                db.execute(f"DELETE FROM {table} WHERE {col} IN ({sub})", (gid,))
+            db.execute("DELETE FROM processes WHERE processgraph_id = ?", (gid,))
+            db.execute("DELETE FROM processgraphs WHERE processgraph_id = ?", (gid,))
 
     async def remove_all_graphs(self, colony: str, state: int) -> None:
-        raise NotImplementedError
+        with self._transaction() as db:
+            if state >= 0:
+                self._delete_graphs(db, "colony_name = ? AND state = ?", (colony, state))
+            else:
+                self._delete_graphs(db, "colony_name = ? AND state != 1", (colony,))
 
     async def cancel_graph(self, graph_id: str, actor: str, now_ns: int) -> list[Process]:
-        raise NotImplementedError
+        with self._transaction() as db:
+            victims = [r[0] for r in db.execute(
+                "SELECT process_id FROM processes WHERE processgraph_id = ? AND state IN (0, 1)", (graph_id,))]
+            for pid in victims:
+                db.execute("UPDATE processes SET state = 4, end_time = ?, exec_deadline = 0 WHERE process_id = ?",
+                           (now_ns, pid))
+                db.execute("DELETE FROM process_targets WHERE process_id = ?", (pid,))
+                self._log_event(db, pid, now_ns, "cancelled", actor, "workflow cancelled")
+            db.execute("UPDATE processgraphs SET state = 4, end_time = ? WHERE processgraph_id = ?",
+                       (now_ns, graph_id))
+            return self._fetch(db, victims)
 
     async def add_child(self, graph_id: str, parent_id: str, child_id: str, process: Process,
                         insert: bool, now_ns: int) -> Process:
+        with self._transaction() as db:
+            parent_children = rows.strs(db.execute("SELECT children FROM processes WHERE process_id = ?",
+                                                   (parent_id,)).fetchone()[0])
+            new_id = process.processid
+            process.parents = [parent_id]
+            process.waitforparents = True
+            process.processgraphid = graph_id
+            if insert:
+                process.children = list(parent_children)
+                for old in parent_children:
+                    parents = [new_id if q == parent_id else q for q in self._parents(db, old)]
+                    db.execute("UPDATE processes SET parents = ? WHERE process_id = ?", (rows.dumps(parents), old))
+                parent_children = [new_id]
+            else:
+                parent_children.append(new_id)
+                if child_id:
+                    process.children = [child_id]
+                    parents = [*self._parents(db, child_id), new_id]
+                    db.execute("UPDATE processes SET parents = ?, wait_for_parents = 1 WHERE process_id = ?",
+                               (rows.dumps(parents), child_id))
+            db.execute("UPDATE processes SET children = ? WHERE process_id = ?",
+                       (rows.dumps(parent_children), parent_id))
+            self._add_process(db, process)
+            self._update_graph_state(db, graph_id, now_ns)
+            return self._fetch(db, [new_id])[0]
+
+    def _parents(self, db: sqlite3.Connection, pid: str) -> list[str]:
+        row = db.execute("SELECT parents FROM processes WHERE process_id = ?", (pid,)).fetchone()
+        return rows.strs(row[0]) if row else []
+
+    def _fetch(self, db: sqlite3.Connection, pids: list[str]) -> list[Process]:
+        out = []
+        for pid in pids:
+            row = db.execute(f"SELECT {rows.PROCESS_COLS} FROM processes WHERE process_id = ?", (pid,)).fetchone()
+            if row:
+                out.append(rows.process(row))
+        return out
+
+    # Provided by SqliteStorage.
+    def _conn(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
+
+    def _log_event(self, db: sqlite3.Connection, pid: str, now: int, event: str, actor: str, detail: str) -> None:
+        raise NotImplementedError
+
+    def _add_process(self, db: sqlite3.Connection, p: Process) -> None:
         raise NotImplementedError
 
     def _insert_graph(self, db: sqlite3.Connection, g: ProcessGraph) -> None:
@@ -94,13 +184,7 @@ class SqliteWorkflowsMixin(Storage):
             for victim in victims:
                 db.execute("UPDATE processes SET state = 3, exec_deadline = 0 WHERE process_id = ?", (victim,))
                 db.execute("DELETE FROM process_targets WHERE process_id = ?", (victim,))
-                db.execute("INSERT INTO process_events (process_id, ts, event, actor, detail) VALUES (?,?,?,?,?)",
-                           (victim, now, "failed", "", f"workflow parent {pid} failed"))
+                self._log_event(db, victim, now, "failed", "", f"workflow parent {pid} failed")
             changed += victims
         self._update_graph_state(db, graph_id, now)
-        out = []
-        for cid in changed:
-            row = db.execute(f"SELECT {rows.PROCESS_COLS} FROM processes WHERE process_id = ?", (cid,)).fetchone()
-            if row:
-                out.append(rows.process(row))
-        return out
+        return self._fetch(db, changed)
