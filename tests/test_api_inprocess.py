@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from colonies.protocol import crypto
@@ -128,3 +131,30 @@ def test_submit_assign_close_in_process(tmp_path: Path, admin_key: str) -> None:
         assert got["state"] == 2 and got["out"] == [1]
         assert_error(post(tc, {"msgtype": "assignprocessmsg", "colonyname": "c", "timeout": -1}, exe_key), 404)
         assert_error(post(tc, {"msgtype": "assignprocessmsg", "colonyname": "c", "timeout": 0}, exe_key), 400)
+
+
+def test_parked_assign_wakes_on_submit(tmp_path: Path, admin_key: str) -> None:
+    colony_key, exe_key = new_key(), new_key()
+    with app_client(tmp_path, admin_key) as tc:
+        post(tc, {"msgtype": "addcolonymsg", "colony": {"colonyid": crypto.id_of(colony_key), "name": "c"}},
+             admin_key)
+        exe = {"colonyname": "c", "executorid": crypto.id_of(exe_key), "executorname": "e", "executortype": "t"}
+        post(tc, {"msgtype": "addexecutormsg", "executor": exe}, colony_key)
+        post(tc, {"msgtype": "approveexecutormsg", "colonyname": "c", "executorname": "e"}, colony_key)
+        bus = tc.app.state.services.bus  # type: ignore[attr-defined]
+        result: list[httpx.Response] = []
+        t = threading.Thread(target=lambda: result.append(
+            post(tc, {"msgtype": "assignprocessmsg", "colonyname": "c", "timeout": 20}, exe_key)))
+        start = time.monotonic()
+        t.start()
+        deadline = time.monotonic() + 10
+        while bus.waiting() == 0:
+            assert time.monotonic() < deadline, "assign never parked"
+            time.sleep(0.01)
+        spec = {"funcname": "f", "conditions": {"colonyname": "c", "executortype": "t"}}
+        submitted = decoded(post(tc, {"msgtype": "submitfuncspecmsg", "spec": spec}, exe_key))[1]
+        t.join(15)
+        assert not t.is_alive()
+        assert time.monotonic() - start < 5
+        assert decoded(result[0])[1]["processid"] == submitted["processid"]
+        assert bus.waiting() == 0
