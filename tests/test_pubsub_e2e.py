@@ -81,3 +81,23 @@ async def test_subscription_requires_membership(server: ServerProc, colony: Colo
         async for _ in subscribe_processes("127.0.0.1", server.port, generate_prvkey(), colony.name,
                                            colony.executor_type, 0, 2):
             pass
+
+
+def test_channels_with_pycolonies(server: ServerProc, colony: ColonyKeys) -> None:
+    c = Colonies("127.0.0.1", server.port)
+    spec = func_spec("chat", [], colony.name, colony.executor_type)
+    spec.channels = ["chat"]
+    p = c.submit_func_spec(spec, colony.user_prvkey)
+    c.assign(colony.name, 5, colony.executor_prvkey)
+    c.channel_append(p.processid, "chat", 1, "hello", colony.user_prvkey)
+    c.channel_append(p.processid, "chat", 1, "hi back", colony.executor_prvkey, in_reply_to=1)
+    entries = c.channel_read(p.processid, "chat", 0, 0, colony.user_prvkey)
+    assert [e["payload"] for e in entries] == [b"hello", b"hi back"]
+    got = c.subscribe_channel(p.processid, "chat", colony.executor_prvkey, after_seq=0, timeout=1)
+    assert [e["payload"] for e in got] == [b"hello", b"hi back"]
+    # Another member of the colony that is neither initiator nor assigned executor is refused.
+    other = setup_colony(server, name="other2")
+    with pytest.raises(Exception):
+        c.channel_read(p.processid, "chat", 0, 0, other.user_prvkey)
+    with pytest.raises(Exception):
+        c.channel_read(p.processid, "undeclared", 0, 0, colony.user_prvkey)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from colonies.protocol import messages as m
 from colonies.server import handlers_identity as ident
 from colonies.server import handlers_processes as proc
-from colonies.server import handlers_schedules, handlers_workflows
+from colonies.server import handlers_channels, handlers_schedules, handlers_workflows
 from colonies.server.handlers_types import Handler
 
 HANDLERS: dict[str, Handler] = {
@@ -58,6 +58,7 @@ HANDLERS: dict[str, Handler] = {
 
 HANDLERS.update(handlers_workflows.HANDLERS)
 HANDLERS.update(handlers_schedules.HANDLERS)
+HANDLERS.update(handlers_channels.HANDLERS)
 
 # Reply payloadtype when it differs from the request's.
 REPLY_TYPE = {"getpausestatusmsg": "pausestatusreplymsg"}

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from colonies.channels import Channel
 from colonies.errors import BadRequest, ColoniesError, NotFound
 from colonies.model import Process
 from colonies.protocol import envelope
 from colonies.protocol import messages as m
-from colonies.scheduler import Subscription
+from colonies.scheduler import ProcessCallback, Subscription
 from colonies.server.services import Services
 
 log = logging.getLogger("colonies.pubsub")
@@ -28,7 +30,7 @@ async def pubsub(ws: WebSocket) -> None:
     s: Services = ws.app.state.services
     await ws.accept()
     outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
-    cancels: list[callable] = []  # type: ignore[valid-type]
+    cancels: list[Callable[[], object]] = []
     loop = asyncio.get_running_loop()
     deadline: list[float] = [0.0]
 
@@ -44,7 +46,7 @@ async def pubsub(ws: WebSocket) -> None:
             try:
                 if len(text) > MAX_FRAME:
                     raise BadRequest("frame too large")
-                await _subscribe(s, text, push, cancels, deadline, loop.time())
+                await _subscribe(s, text, push, cancels, deadline, loop.time(), outbox.put)
             except ColoniesError as exc:
                 await outbox.put(envelope.encode_error(exc))
 
@@ -76,8 +78,30 @@ async def pubsub(ws: WebSocket) -> None:
             pass
 
 
-async def _subscribe(s: Services, text: str, push: "Push", cancels: list, deadline: list[float],  # type: ignore[type-arg]
-                     now: float) -> None:
+async def _follow_channel(channel: Channel, msg: m.SubscribeChannelMsg,
+                          push_raw: Callable[[bytes], Awaitable[None]]) -> None:
+    """Replay entries after `afterseq`, push new ones as they come, then `[]` at the timeout."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + (msg.timeout if msg.timeout > 0 else 30)
+    seq = msg.afterseq
+    while True:
+        entries = channel.after(seq)
+        if entries:
+            seq = max(e.sequence for e in entries)
+            await push_raw(envelope.encode_reply("subscribechannelmsg", entries))
+        remaining = end - loop.time()
+        if remaining <= 0:
+            await push_raw(envelope.encode_reply("subscribechannelmsg", []))
+            return
+        async with channel.changed:
+            try:
+                await asyncio.wait_for(channel.changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+
+async def _subscribe(s: Services, text: str, push: ProcessCallback, cancels: list[Callable[[], object]],
+                     deadline: list[float], now: float, push_raw: Callable[[bytes], Awaitable[None]]) -> None:
     _, msg, signer = envelope.open_request(text)
     if isinstance(msg, m.SubscribeProcessMsg):
         p = await s.storage.get_process(msg.processid)
@@ -95,9 +119,15 @@ async def _subscribe(s: Services, text: str, push: "Push", cancels: list, deadli
         sub = Subscription(colony=msg.colonyname, executor_type=msg.executortype, state=msg.state,
                            callback=push)
         cancels.append(s.bus.subscribe(sub))
+    elif isinstance(msg, m.SubscribeChannelMsg):
+        from colonies.server.handlers_channels import channel_process
+
+        p = await channel_process(s, signer, msg.processid)
+        channel = s.channels.channel(p, msg.name)
+        task = asyncio.create_task(_follow_channel(channel, msg, push_raw))
+        cancels.append(task.cancel)
+        return
     else:
         raise BadRequest(f"{msg.msgtype} is not a subscription")
     deadline[0] = max(deadline[0], now + max(msg.timeout, 0)) if msg.timeout > 0 else (deadline[0] or now)
 
-
-Push = object

@@ -6,6 +6,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
+from colonies.channels import ChannelHub
 from colonies.clock import Clock
 from colonies.config import Config
 from colonies.errors import BadRequest
@@ -23,6 +24,7 @@ class Services:
     storage: Storage
     clock: Clock
     bus: EventBus = field(default_factory=EventBus)
+    channels: ChannelHub = field(default_factory=ChannelHub)
     guard: Guard = field(init=False)
     is_leader: bool = True
 
