@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from colonies.config import Config
 
@@ -21,7 +22,7 @@ def serve(config: Config) -> None:
     where = config.db_path if config.db_type == "sqlite" else f"{config.db_host}:{config.db_port}/{config.db_name}"
     log.info("colonies server %s serving %s://%s:%d (api /api, realtime /pubsub) on %s storage %s",
              config.build_version, scheme, config.bind, config.port, config.db_type, where)
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if config.tls:
         kwargs = {"ssl_certfile": config.tls_cert, "ssl_keyfile": config.tls_key}
     uvicorn.run(app, host=config.bind, port=config.port, log_level="warning", access_log=False,

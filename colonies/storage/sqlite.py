@@ -420,6 +420,7 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
                              " WHERE process_id = ?", (process_id,)).fetchone()
             if row is None or row[0] != RUNNING or row[1] != executor_id:
                 return None
+            args: list[Any]
             if success:
                 sets, args = "state = 2, end_time = ?, exec_deadline = 0", [now_ns]
                 if output:
@@ -485,7 +486,8 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
     _ORDER = {WAITING: "priority_time ASC", RUNNING: "start_time ASC"}
 
     async def list_processes(self, q: ProcessQuery) -> list[Process]:
-        where, args = ["colony_name = ?"], [q.colony]
+        where: list[str] = ["colony_name = ?"]
+        args: list[Any] = [q.colony]
         if q.state >= 0:
             where.append("state = ?")
             args.append(q.state)
