@@ -13,7 +13,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from colonies.clock import Clock, SystemClock
 from colonies.config import Config
-from colonies.loops import steps
+from colonies.loops import schedules, steps
 from colonies.loops.runner import Runner
 from colonies.server.api import ApiApp
 from colonies.server.pubsub import pubsub
@@ -30,6 +30,12 @@ def create_app(config: Config, storage: Storage, clock: Clock | None = None,
     runner.add("deadlines", config.timeout_period_ms / 1000, lambda now: steps.deadlines(services, now))
     runner.add("stale-executors", config.cleanup_interval_s, lambda now: steps.stale_executors(services, now),
                leader_only=True)
+    runner.add("generators", config.generator_period_ms / 1000, lambda now: schedules.generators(services, now),
+               leader_only=True)
+    runner.add("crons", config.cron_period_ms / 1000, lambda now: schedules.crons(services, now),
+               leader_only=True)
+    if config.retention:
+        runner.add("retention", 60, lambda now: schedules.retention(services, now), leader_only=True)
     api = ApiApp(services)
 
     @contextlib.asynccontextmanager

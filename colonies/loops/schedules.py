@@ -1,0 +1,139 @@
+"""Leader-only steps: generators and crons (§6), and retention (§8.1). Each takes `now` (Unix ns).
+
+Firing is shared with the `runcronmsg` handler. Every fire is one storage transaction (consume the args
+or move the cron on, and insert the workflow), so a crash never loses or repeats one.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from colonies import cron as schedule
+from colonies.clock import NS, ZERO_TIME
+from colonies.cron import to_ns
+from colonies.errors import ColoniesError
+from colonies.model import FINAL_STATES, Cron, Generator, Process, ProcessGraph, User, WorkflowSpec
+from colonies.security import Member
+from colonies.server.services import Services
+from colonies.storage.base import ProcessQuery
+from colonies.workflows import MAX_NODES, build_graph, parse_workflow
+
+log = logging.getLogger("colonies.loops")
+_rng = random.Random()
+
+
+def _initiator(initiator_id: str, initiator_name: str) -> tuple[Member | None, str]:
+    """The stored creator as a stand-in member, so fired processes name who set the schedule up."""
+    if not initiator_name:
+        return None, ""
+    return User(userid=initiator_id, name=initiator_name), initiator_id
+
+
+def _spec(text: str, colony: str) -> WorkflowSpec:
+    """A fresh copy each time: building a graph normalises (mutates) the spec."""
+    spec = parse_workflow(text)
+    spec.colonyname = colony
+    return spec
+
+
+def publish_roots(s: Services, processes: list[Process]) -> None:
+    for p in processes:
+        if not p.waitforparents:
+            s.bus.publish(p)
+
+
+# -- generators -------------------------------------------------------------------------------------------
+def due_batches(g: Generator, now: int) -> list[int]:
+    """How many args each workflow to fire now takes (§6.1): full batches of `trigger`, else, once the
+    timeout has passed since the last run (or the first pack), one workflow with whatever is queued."""
+    n, trigger = g.queuesize, max(g.trigger, 1)
+    if n >= trigger:
+        return [trigger] * (n // trigger)
+    since = to_ns(g.lastrun) or to_ns(g.firstpack)
+    if n >= 1 and g.timeout > 0 and now > since + g.timeout * NS:
+        return [n]
+    return []
+
+
+async def fire_generator(s: Services, g: Generator, count: int, now: int) -> list[Process]:
+    member, signer = _initiator(g.initiatorid, g.initiatorname)
+
+    def build(args: list[str]) -> tuple[list[Process], ProcessGraph]:
+        return build_graph(s, _spec(g.workflowspec, g.colonyname), member, signer, now, root_args=args)
+
+    processes = await s.storage.fire_generator(g.generatorid, count, build, now)
+    publish_roots(s, processes)
+    return processes
+
+
+async def generators(s: Services, now: int) -> None:
+    for g in await s.storage.generators_due():
+        try:
+            for count in due_batches(g, now):
+                if not await fire_generator(s, g, count, now):
+                    break
+        except ColoniesError as exc:
+            log.warning("generator %s/%s did not fire: %s", g.colonyname, g.name, exc.message)
+
+
+# -- crons --------------------------------------------------------------------------------------------------
+def next_run(c: Cron, now: int) -> int:
+    return schedule.next_run(c.interval, c.cronexpression, c.random, now, _rng)
+
+
+async def _leaf_outputs(s: Services, prev: ProcessGraph) -> list[object]:
+    """Outputs of the graph's leaves (no children), in the graph's process order."""
+    found = await s.storage.list_processes(ProcessQuery(
+        colony=prev.colonyname, processgraphid=prev.processgraphid, count=MAX_NODES))
+    by_id = {p.processid: p for p in found}
+    out: list[object] = []
+    for pid in prev.processids or list(by_id):
+        p = by_id.get(pid)
+        if p is not None and not p.children:
+            out.extend(p.output or [])
+    return out
+
+
+async def fire_cron(s: Services, c: Cron, now: int) -> bool:
+    """Start the cron's workflow now, its roots fed the previous graph's leaf outputs, and move `nextrun`
+    to the next time after `now`. After downtime a cron therefore fires once, then continues on its
+    schedule in the future: missed runs are not caught up.
+
+    With `waitforprevprocessgraph`, nothing happens while the previous graph is still WAITING/RUNNING
+    (a CANCELLED previous graph counts as finished here; the original stays blocked forever). False when
+    it did not fire, including when another fire got there first (storage fences on `nextrun`)."""
+    root_input: list[object] | None = None
+    if c.prevprocessgraphid:
+        prev = await s.storage.get_graph(c.prevprocessgraphid)
+        if prev is not None:
+            if c.waitforprevprocessgraph and prev.state not in FINAL_STATES:
+                return False
+            root_input = await _leaf_outputs(s, prev)
+    member, signer = _initiator(c.initiatorid, c.initiatorname)
+    processes, graph = build_graph(s, _spec(c.workflowspec, c.colonyname), member, signer, now,
+                                   root_input=root_input)
+    if not await s.storage.fire_cron(c.cronid, to_ns(c.nextrun), next_run(c, now), processes, graph, now):
+        return False
+    publish_roots(s, processes)
+    return True
+
+
+async def crons(s: Services, now: int) -> None:
+    """A cron without a `nextrun` only gets one; a cron whose `nextrun` has passed fires."""
+    for c in await s.storage.crons_due(now):
+        try:
+            if c.nextrun == ZERO_TIME:
+                await s.storage.set_cron_next(c.cronid, next_run(c, now))
+            else:
+                await fire_cron(s, c, now)
+        except ColoniesError as exc:
+            log.warning("cron %s/%s did not fire: %s", c.colonyname, c.name, exc.message)
+
+
+# -- retention ------------------------------------------------------------------------------------------------
+async def retention(s: Services, now: int) -> None:
+    """Delete finished SUCCESS work and all logs older than the retention policy."""
+    deleted = await s.storage.retain(now - s.config.retention_policy_s * NS)
+    if deleted:
+        log.info("retention removed %d processes", deleted)
