@@ -246,8 +246,8 @@ async def test_add_cron_validates(w: World) -> None:
         with pytest.raises(BadRequest):
             await h.add_cron(w.s, w.user, m.AddCronMsg(cron=c))
     cid = await add_cron(w, wait=True, misspelt=True)  # pycolonies' key is accepted
-    c = await h.get_cron(w.s, w.user, m.GetCronMsg(cronid=cid))
-    assert c.waitforprevprocessgraph and c.checkerperiod == 1000 and c.initiatorname == "alice"
+    got = await h.get_cron(w.s, w.user, m.GetCronMsg(cronid=cid))
+    assert got.waitforprevprocessgraph and got.checkerperiod == 1000 and got.initiatorname == "alice"
 
 
 async def test_cron_first_tick_only_schedules_then_fires_once_after_downtime(w: World) -> None:
@@ -277,7 +277,7 @@ async def test_cron_feeds_leaf_outputs_and_waits_for_previous_graph(w: World) ->
     w.clock.advance(11)
     await loops.crons(w.s, w.now)  # previous graph still WAITING: no fire
     assert (await w.s.storage.get_cron(cid)).prevprocessgraphid == first  # type: ignore[union-attr]
-    outs = {"a": ["A"], "b": ["B"], "c": ["C"]}
+    outs: dict[str, list[object]] = {"a": ["A"], "b": ["B"], "c": ["C"]}
     for _ in range(3):
         p = await w.s.storage.claim(ClaimRequest(COLONY, w.executor, "exec", "test"), w.now)
         assert p is not None

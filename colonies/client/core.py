@@ -18,14 +18,18 @@ from colonies.model import (
     Attribute,
     Colony,
     Conditions,
+    Cron,
     Executor,
     Function,
     FunctionSpec,
+    Log,
     Process,
     ProcessEvent,
     Statistics,
     User,
+    WorkflowSpec,
 )
+from colonies.model import Generator as WorkflowGenerator  # not collections.abc.Generator
 from colonies.protocol import crypto, envelope
 
 T = TypeVar("T")
@@ -208,6 +212,70 @@ class ClientCore:
 
     def version(self) -> Call[dict[str, Any]]:
         return Call({"msgtype": "versionmsg"}, dict[str, Any])
+
+    # -- generators, crons and logs ----------------------------------------------------------------------
+    def add_generator(self, colony: str, name: str, workflow: WorkflowSpec | str, trigger: int,
+                      timeout: int = 0) -> Call[WorkflowGenerator]:
+        """`workflow` as a WorkflowSpec or its JSON text; fires every `trigger` packed args, or after
+        `timeout` s with whatever is queued."""
+        text = workflow if isinstance(workflow, str) else _enc.encode(workflow).decode()
+        g = {"colonyname": colony, "name": name, "workflowspec": text, "trigger": trigger, "timeout": timeout}
+        return Call({"msgtype": "addgeneratormsg", "generator": g}, WorkflowGenerator)
+
+    def get_generator(self, generator_id: str) -> Call[WorkflowGenerator]:
+        return Call({"msgtype": "getgeneratormsg", "generatorid": generator_id}, WorkflowGenerator)
+
+    def resolve_generator(self, colony: str, name: str) -> Call[WorkflowGenerator]:
+        msg = {"msgtype": "resolvegeneratormsg", "colonyname": colony, "generatorname": name}
+        return Call(msg, WorkflowGenerator)
+
+    def get_generators(self, colony: str, count: int = 100) -> Call[list[WorkflowGenerator]]:
+        msg = {"msgtype": "getgeneratorsmsg", "colonyname": colony, "count": count}
+        return Call(msg, list[WorkflowGenerator] | None)
+
+    def pack_generator(self, generator_id: str, arg: str) -> Call[None]:
+        return Call({"msgtype": "packgeneratormsg", "generatorid": generator_id, "arg": arg}, None)
+
+    def remove_generator(self, generator_id: str) -> Call[None]:
+        return Call({"msgtype": "removegeneratormsg", "generatorid": generator_id, "all": False}, None)
+
+    def add_cron(self, colony: str, name: str, workflow: WorkflowSpec | str, cronexpression: str = "",
+                 interval: int = -1, random: bool = False, waitforprevprocessgraph: bool = False) -> Call[Cron]:
+        """`interval` -1 uses `cronexpression`; `random` picks a random time within each interval."""
+        text = workflow if isinstance(workflow, str) else _enc.encode(workflow).decode()
+        c = {"colonyname": colony, "name": name, "workflowspec": text, "cronexpression": cronexpression,
+             "interval": interval, "random": random, "waitforprevprocessgraph": waitforprevprocessgraph}
+        return Call({"msgtype": "addcronmsg", "cron": c}, Cron)
+
+    def get_cron(self, cron_id: str) -> Call[Cron]:
+        return Call({"msgtype": "getcronmsg", "cronid": cron_id}, Cron)
+
+    def get_crons(self, colony: str, count: int = 100) -> Call[list[Cron]]:
+        return Call({"msgtype": "getcronsmsg", "colonyname": colony, "count": count}, list[Cron] | None)
+
+    def run_cron(self, cron_id: str) -> Call[Cron]:
+        return Call({"msgtype": "runcronmsg", "cronid": cron_id}, Cron)
+
+    def remove_cron(self, cron_id: str) -> Call[None]:
+        return Call({"msgtype": "removecronmsg", "cronid": cron_id, "all": False}, None)
+
+    def add_log(self, process_id: str, message: str) -> Call[None]:
+        return Call({"msgtype": "addlogmsg", "processid": process_id, "message": message}, None)
+
+    def add_executor_log(self, colony: str, executor_name: str, message: str) -> Call[None]:
+        return Call({"msgtype": "addexecutorlogmsg", "colonyname": colony, "executorname": executor_name,
+                     "message": message}, None)
+
+    def get_logs(self, colony: str, process_id: str = "", executor_name: str = "", count: int = 100,
+                 since: int = 0, latest: bool = False) -> Call[list[Log]]:
+        """A process' logs, or an executor's if `executor_name` is given; `since` in Unix ns."""
+        msg = {"msgtype": "getlogsmsg", "colonyname": colony, "processid": process_id,
+               "executorname": executor_name, "count": count, "since": since, "latest": latest}
+        return Call(msg, list[Log] | None)
+
+    def search_logs(self, colony: str, text: str, days: int = 1, count: int = 100) -> Call[list[Log]]:
+        msg = {"msgtype": "searchlogsmsg", "colonyname": colony, "text": text, "days": days, "count": count}
+        return Call(msg, list[Log] | None)
 
 
 API = tuple(
