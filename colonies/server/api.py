@@ -83,6 +83,9 @@ class ApiApp:
                 result = await handler(self.s, signer, msg)
         except ColoniesError:
             raise
+        except OverflowError:
+            # An integer past int64 (msgspec decodes up to uint64); Go refuses it when decoding.
+            raise BadRequest("an integer field is out of range") from None
         except Exception as exc:
             log.exception("internal error handling %s", req.payloadtype)
             raise Internal(f"internal error: {type(exc).__name__}") from exc

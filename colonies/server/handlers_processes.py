@@ -26,6 +26,7 @@ from colonies.storage.base import ClaimRequest, ProcessQuery
 
 DAY_NS = 86_400 * NS
 MAX_PRIORITY = 50_000
+MAX_DURATION_S = 100 * 365 * 86_400  # deadlines stay far inside int64 ns
 
 
 def normalize_spec(spec: FunctionSpec, colony: str | None = None) -> FunctionSpec:
@@ -39,6 +40,9 @@ def normalize_spec(spec: FunctionSpec, colony: str | None = None) -> FunctionSpe
         raise BadRequest("conditions.executortype is required")
     if not -MAX_PRIORITY <= spec.priority <= MAX_PRIORITY:
         raise BadRequest(f"priority must be in [-{MAX_PRIORITY}, {MAX_PRIORITY}]")
+    if max(spec.maxexectime, spec.maxwaittime) > MAX_DURATION_S:
+        # A deadline past int64 ns would fail every later claim or timeout check (a poison pill).
+        raise BadRequest(f"maxexectime and maxwaittime must be at most {MAX_DURATION_S} seconds")
     c.cpu = cpu_str(parse_cpu(c.cpu))
     c.mem = mem_str(parse_mem(c.mem))
     c.storage = mem_str(parse_mem(c.storage))
