@@ -193,7 +193,7 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
             db.execute(
                 f"INSERT INTO executors ({rows.EXECUTOR_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (e.executorid, e.executortype, e.executorname, e.colonyname, e.state, int(e.requirefuncreg),
-                 int(e.commissiontime.timestamp() * NS), 0, e.locationname,
+                 _ns(e.commissiontime), 0, e.locationname,
                  rows.dumps(e.capabilities), rows.dumps(e.allocations)),
             )
         return requeued
