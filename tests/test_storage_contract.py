@@ -1,0 +1,204 @@
+"""The storage contract (colonies/storage/base.py), run against every backend.
+
+`backend` yields an opened Storage; SQLite (a real file) always runs. A PostgreSQL backend is added by
+extending the fixture's params (skip locally, fail in CI, as conftest.CI allows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from colonies.clock import NS
+from colonies.errors import Conflict
+from colonies.model import Colony, Executor, ExecutorState, FunctionSpec, Process, ProcessState, User
+from colonies.client.core import func_spec
+from colonies.server.handlers_processes import new_process, normalize_spec
+from colonies.storage.base import ClaimRequest, ProcessQuery, Storage
+from colonies.storage.sqlite import SqliteStorage
+
+T0 = 1_700_000_000 * NS
+COLONY, TYPE = "c1", "t"
+
+
+@pytest.fixture(params=["sqlite"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    store: Storage = SqliteStorage(str(tmp_path / "contract.db"))
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def hexid(n: int) -> str:
+    return f"{n:064x}"
+
+
+def proc(now: int = T0, **kw: Any) -> Process:
+    spec: FunctionSpec = func_spec("f", kw.pop("colony", COLONY), kw.pop("executortype", TYPE), **kw)
+    return new_process(None, normalize_spec(spec), None, "", now)  # type: ignore[arg-type]
+
+
+def req(name: str = "e1", executor_type: str = TYPE, location: str = "", colony: str = COLONY,
+        executor_id: str | None = None) -> ClaimRequest:
+    return ClaimRequest(colony=colony, executor_id=executor_id or f"id-{name}", executor_name=name,
+                        executor_type=executor_type, location=location)
+
+
+class TestStorageContract:
+    async def test_colonies(self, backend: Storage) -> None:
+        await backend.add_colony(Colony(colonyid=hexid(1), name=COLONY))
+        assert await backend.get_colony(COLONY) == Colony(colonyid=hexid(1), name=COLONY)
+        with pytest.raises(Conflict):
+            await backend.add_colony(Colony(colonyid=hexid(2), name=COLONY))
+        await backend.add_colony(Colony(colonyid=hexid(3), name="c2"))
+        assert [c.name for c in await backend.list_colonies()] == [COLONY, "c2"]
+        assert await backend.get_colony("nope") is None
+        await backend.set_paused(COLONY, True)
+        assert await backend.is_paused(COLONY) and not await backend.is_paused("c2")
+
+    async def test_server_id(self, backend: Storage) -> None:
+        assert await backend.get_server_id() == ""
+        await backend.set_server_id(hexid(9))
+        await backend.set_server_id(hexid(10))
+        assert await backend.get_server_id() == hexid(10)
+
+    async def test_executors(self, backend: Storage) -> None:
+        e = Executor(executorid=hexid(5), executortype=TYPE, executorname="e1", colonyname=COLONY)
+        await backend.add_executor(e)
+        with pytest.raises(Conflict):
+            await backend.add_executor(Executor(executorid=hexid(6), executortype=TYPE, executorname="e1",
+                                                colonyname=COLONY))
+        assert (await backend.get_executor(COLONY, "e1")).executorid == hexid(5)  # type: ignore[union-attr]
+        assert (await backend.get_executor_by_id(hexid(5))).executorname == "e1"  # type: ignore[union-attr]
+        assert await backend.get_colony_executor_by_id("other", hexid(5)) is None
+        assert await backend.set_executor_state(COLONY, "e1", ExecutorState.APPROVED)
+        assert not await backend.set_executor_state(COLONY, "ghost", ExecutorState.APPROVED)
+        assert [x.state for x in await backend.list_executors(COLONY)] == [ExecutorState.APPROVED]
+        await backend.remove_executor(COLONY, "e1", T0)
+        assert (await backend.get_executor(COLONY, "e1")).state == ExecutorState.UNREGISTERED  # type: ignore[union-attr]
+
+    async def test_users(self, backend: Storage) -> None:
+        await backend.add_user(User(colonyname=COLONY, userid=hexid(7), name="u"))
+        assert (await backend.get_user(COLONY, "u")).userid == hexid(7)  # type: ignore[union-attr]
+        assert (await backend.get_user_by_id(COLONY, hexid(7))).name == "u"  # type: ignore[union-attr]
+        assert await backend.get_user_by_id("other", hexid(7)) is None
+        with pytest.raises(Conflict):
+            await backend.add_user(User(colonyname=COLONY, userid=hexid(8), name="u"))
+        await backend.change_user_id(COLONY, hexid(7), hexid(11))
+        assert await backend.get_user_by_id(COLONY, hexid(11)) is not None
+        assert await backend.remove_user(COLONY, "u")
+        assert not await backend.remove_user(COLONY, "u")
+        assert await backend.list_users(COLONY) == []
+
+    async def test_claim_orders_by_prioritytime(self, backend: Storage) -> None:
+        a = proc(T0)
+        b = proc(T0 + 1)
+        high = proc(T0 + 2, priority=3)
+        c = proc(T0 + 3)
+        await backend.add_processes([a, b, high, c])
+        order = [(await backend.claim(req(), T0 + 10)) for _ in range(4)]
+        assert [p.processid for p in order if p] == [high.processid, a.processid, b.processid, c.processid]
+        assert all(p and p.state == ProcessState.RUNNING and p.isassigned for p in order)
+        assert await backend.claim(req(), T0 + 10) is None
+
+    async def test_claim_honours_type_names_and_location(self, backend: Storage) -> None:
+        other_type = proc(T0, executortype="gpu")
+        for_e2 = proc(T0 + 1, executornames=["e2"])
+        at_lab = proc(T0 + 2)
+        at_lab.spec.conditions.locationname = "Lab"
+        await backend.add_processes([other_type, for_e2, at_lab])
+        assert await backend.claim(req("e1", location="home"), T0) is None
+        got = await backend.claim(req("e1", location="lab"), T0)  # location compares case-insensitively
+        assert got is not None and got.processid == at_lab.processid
+        got = await backend.claim(req("e2"), T0)
+        assert got is not None and got.processid == for_e2.processid
+        assert await backend.claim(req("e1", colony="c2", executor_type="gpu"), T0) is None
+        got = await backend.claim(req("e9", executor_type="gpu"), T0)
+        assert got is not None and got.processid == other_type.processid
+
+    async def test_finish_is_compare_and_set(self, backend: Storage) -> None:
+        p = proc()
+        await backend.add_processes([p])
+        claimed = await backend.claim(req("e1", executor_id="exe-1"), T0)
+        assert claimed is not None
+        assert await backend.finish(p.processid, "exe-2", True, ["x"], None, T0 + NS) is None
+        done = await backend.finish(p.processid, "exe-1", True, ["out"], None, T0 + NS)
+        assert done is not None and done.process is not None
+        assert done.process.state == ProcessState.SUCCESS and done.process.output == ["out"]
+        assert await backend.finish(p.processid, "exe-1", False, None, ["late"], T0 + 2 * NS) is None
+        q = proc()
+        await backend.add_processes([q])
+        await backend.claim(req("e1", executor_id="exe-1"), T0)
+        failed = await backend.finish(q.processid, "exe-1", False, None, ["boom"], T0 + NS)
+        assert failed is not None and failed.process is not None and failed.process.errors == ["boom"]
+
+    async def test_expire_requeues_then_fails(self, backend: Storage) -> None:
+        p = proc(maxexectime=10, maxretries=1)
+        await backend.add_processes([p])
+        await backend.claim(req(), T0)
+        assert await backend.expire(T0 + 5 * NS) == []
+        changed = await backend.expire(T0 + 11 * NS)
+        assert [(x.processid, x.state, x.retries, x.isassigned) for x in changed] == \
+            [(p.processid, ProcessState.WAITING, 1, False)]
+        again = await backend.get_process(p.processid)
+        assert again is not None and again.prioritytime == p.prioritytime and again.assignedexecutorid == ""
+        await backend.claim(req(), T0 + 20 * NS)
+        changed = await backend.expire(T0 + 31 * NS)
+        assert [(x.state, x.errors) for x in changed] == \
+            [(ProcessState.FAILED, ["Maximum execution time limit exceeded"])]
+
+    async def test_expire_maxretries_zero_fails_first_time(self, backend: Storage) -> None:
+        p = proc(maxexectime=1, maxretries=0)
+        await backend.add_processes([p])
+        await backend.claim(req(), T0)
+        assert [x.state for x in await backend.expire(T0 + 2 * NS)] == [ProcessState.FAILED]
+
+    async def test_no_limit_never_expires(self, backend: Storage) -> None:
+        p = proc(maxexectime=-1, maxwaittime=-1)
+        zero = proc(maxexectime=0, maxwaittime=0)
+        await backend.add_processes([p, zero])
+        await backend.claim(req(), T0)
+        assert await backend.expire(T0 + 10**6 * NS) == []
+
+    async def test_expire_wait_deadline(self, backend: Storage) -> None:
+        p = proc(maxwaittime=5)
+        await backend.add_processes([p])
+        assert await backend.expire(T0 + 4 * NS) == []
+        changed = await backend.expire(T0 + 6 * NS)
+        assert [(x.state, x.errors) for x in changed] == \
+            [(ProcessState.FAILED, ["Maximum waiting time limit exceeded"])]
+        assert await backend.claim(req(), T0 + 7 * NS) is None
+
+    async def test_cancel_and_list(self, backend: Storage) -> None:
+        a, b = proc(T0), proc(T0 + 1)
+        await backend.add_processes([a, b])
+        assert (await backend.cancel(a.processid, "x", T0 + 2)) is not None
+        assert await backend.cancel(a.processid, "x", T0 + 3) is None
+        waiting = await backend.list_processes(ProcessQuery(colony=COLONY, state=ProcessState.WAITING))
+        assert [p.processid for p in waiting] == [b.processid]
+        cancelled = await backend.list_processes(ProcessQuery(colony=COLONY, state=ProcessState.CANCELLED))
+        assert [p.processid for p in cancelled] == [a.processid]
+        got = await backend.claim(req(), T0 + 4)
+        assert got is not None and got.processid == b.processid
+
+    async def test_remove_colony_cascades(self, backend: Storage) -> None:
+        await backend.add_colony(Colony(colonyid=hexid(1), name=COLONY))
+        await backend.add_colony(Colony(colonyid=hexid(2), name="keep"))
+        await backend.add_executor(Executor(executorid=hexid(3), executortype=TYPE, executorname="e1",
+                                            colonyname=COLONY))
+        await backend.add_user(User(colonyname=COLONY, userid=hexid(4), name="u"))
+        p, kept = proc(), proc(colony="keep")
+        await backend.add_processes([p, kept])
+        await backend.remove_colony(COLONY)
+        assert await backend.get_colony(COLONY) is None
+        assert await backend.get_executor(COLONY, "e1") is None
+        assert await backend.get_user(COLONY, "u") is None
+        assert await backend.get_process(p.processid) is None
+        assert await backend.claim(req(), T0) is None
+        assert await backend.get_process(kept.processid) is not None
+        assert await backend.get_colony("keep") is not None
