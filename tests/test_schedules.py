@@ -401,3 +401,21 @@ async def test_retention_keeps_failed_and_recent_work(w: World) -> None:
     assert await w.s.storage.list_graphs(COLONY, -1, 100) == []
     logs = await w.s.storage.get_logs(COLONY, "", "exec", 100, 0, False)
     assert [log.message for log in logs] == ["new"]
+
+
+def test_loops_registered_on_the_leader(tmp_path: Path) -> None:
+    from colonies.server.app import create_app
+
+    def names(cfg: Config) -> dict[str, tuple[float, bool]]:
+        app = create_app(cfg, SqliteStorage(str(tmp_path / "x.db")), run_loops=False)
+        return {lp.name: (lp.period_s, lp.leader_only) for lp in app.state.runner.loops}
+
+    loops_ = names(Config(generator_period_ms=250, cron_period_ms=500))
+    assert loops_["generators"] == (0.25, True) and loops_["crons"] == (0.5, True)
+    assert "retention" not in loops_
+    assert names(Config(retention=True))["retention"] == (60, True)
+
+
+def test_a_huge_queue_fires_in_bounded_ticks() -> None:
+    g = Generator(trigger=1, queuesize=5000)
+    assert len(loops.due_batches(g, T0)) == loops.MAX_FIRES_PER_TICK

@@ -21,6 +21,7 @@ from colonies.workflows import MAX_NODES, build_graph, parse_workflow
 
 log = logging.getLogger("colonies.loops")
 _rng = random.Random()
+MAX_FIRES_PER_TICK = 1000  # per generator; the rest waits for the next tick
 
 
 def _initiator(initiator_id: str, initiator_name: str) -> tuple[Member | None, str]:
@@ -49,7 +50,7 @@ def due_batches(g: Generator, now: int) -> list[int]:
     timeout has passed since the last run (or the first pack), one workflow with whatever is queued."""
     n, trigger = g.queuesize, max(g.trigger, 1)
     if n >= trigger:
-        return [trigger] * (n // trigger)
+        return [trigger] * min(n // trigger, MAX_FIRES_PER_TICK)
     since = to_ns(g.lastrun) or to_ns(g.firstpack)
     if n >= 1 and g.timeout > 0 and now > since + g.timeout * NS:
         return [n]
