@@ -25,6 +25,7 @@ from colonies.model import (
     Log,
     Process,
     ProcessEvent,
+    ProcessGraph,
     Statistics,
     User,
     WorkflowSpec,
@@ -212,6 +213,29 @@ class ClientCore:
 
     def version(self) -> Call[dict[str, Any]]:
         return Call({"msgtype": "versionmsg"}, dict[str, Any])
+
+    # -- workflows -------------------------------------------------------------------------------------------
+    def submit_workflow(self, workflow: WorkflowSpec) -> Call[ProcessGraph]:
+        return Call({"msgtype": "submitworkflowspecmsg", "spec": _b(workflow)}, ProcessGraph)
+
+    def get_processgraph(self, graph_id: str) -> Call[ProcessGraph]:
+        return Call({"msgtype": "getprocessgraphmsg", "processgraphid": graph_id}, ProcessGraph)
+
+    def get_processgraphs(self, colony: str, state: int = -1, count: int = 100) -> Call[list[ProcessGraph]]:
+        msg = {"msgtype": "getprocessgraphsmsg", "colonyname": colony, "state": state, "count": count}
+        return Call(msg, list[ProcessGraph] | None)
+
+    def cancel_processgraph(self, graph_id: str) -> Call[None]:
+        return Call({"msgtype": "cancelprocessgraphmsg", "processgraphid": graph_id}, None)
+
+    def remove_processgraph(self, graph_id: str) -> Call[None]:
+        return Call({"msgtype": "removeprocessgraphmsg", "processgraphid": graph_id}, None)
+
+    def add_child(self, graph_id: str, parent_id: str, spec: FunctionSpec, child_id: str = "",
+                  insert: bool = False) -> Call[Process]:
+        msg = {"msgtype": "addchildmsg", "processgraphid": graph_id, "parentprocessid": parent_id,
+               "childprocessid": child_id, "spec": _b(spec), "insert": insert}
+        return Call(msg, Process)
 
     # -- generators, crons and logs ----------------------------------------------------------------------
     def add_generator(self, colony: str, name: str, workflow: WorkflowSpec | str, trigger: int,
