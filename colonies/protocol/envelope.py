@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from typing import Any
 
 import msgspec
@@ -72,8 +73,21 @@ def open_request(body: bytes | str) -> tuple[RPCRequest, Msg, str]:
     req = parse_request(body)
     if req.payloadtype in UNSIGNED:
         return req, decode_payload(req), ""
-    signer = crypto.recover_id(req.payload, req.signature)
+    if len(req.payload) <= _CACHE_MAX_PAYLOAD:
+        signer = _recover_cached(req.payload, req.signature)
+    else:
+        signer = crypto.recover_id(req.payload, req.signature)
     return req, decode_payload(req), signer
+
+
+_CACHE_MAX_PAYLOAD = 2048
+
+
+@functools.lru_cache(maxsize=8192)
+def _recover_cached(payload: str, signature: str) -> str:
+    """Recovery is a pure function of (payload, signature); executors resend identical assign polls
+    (deterministic signatures), so a small cache skips most recoveries. Failures are not cached."""
+    return crypto.recover_id(payload, signature)
 
 
 def encode_reply(payloadtype: str, obj: Any) -> bytes:

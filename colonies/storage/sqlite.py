@@ -607,6 +607,10 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
 
     async def record_function_run(self, colony: str, executor_name: str, funcname: str, wait_s: float,
                                   exec_s: float) -> None:
+        # Most executors register no functions: skip the write transaction when there is nothing to update.
+        if self._one("SELECT 1 FROM functions WHERE colony_name = ? AND executor_name = ? AND funcname = ?",
+                     (colony, executor_name, funcname)) is None:
+            return
         with self._tx() as db:
             db.execute(
                 "UPDATE functions SET counter = counter + 1,"
