@@ -6,6 +6,8 @@ import pytest
 from pycolonies import Colonies, ColoniesConnectionError, func_spec
 from pycolonies import Workflow
 
+from colonies.client import Client
+from colonies.errors import ClientError
 from tests.conftest import ColonyKeys, ServerProc
 
 
@@ -91,3 +93,19 @@ def test_invalid_workflows_are_400(server: ServerProc, colony: ColonyKeys) -> No
     for specs in bad:
         with pytest.raises(ColoniesConnectionError):
             c.submit_workflow(Workflow(colonyname=colony.name, functionspecs=specs), colony.user_prvkey)
+
+
+def test_cancel_then_remove_workflow(server: ServerProc, colony: ColonyKeys) -> None:
+    c = Colonies("127.0.0.1", server.port)
+    wf = Workflow(colonyname=colony.name, functionspecs=[_spec("a", colony, []), _spec("b", colony, ["a"])])
+    graph = c.submit_workflow(wf, colony.user_prvkey)
+    with Client("127.0.0.1", server.port, prvkey=colony.user_prvkey) as ours:
+        ours.cancel_processgraph(graph.processgraphid)
+        assert ours.get_processgraph(graph.processgraphid).state == 4
+        ours.remove_processgraph(graph.processgraphid)
+        with pytest.raises(ClientError) as err:
+            ours.get_processgraph(graph.processgraphid)
+        assert err.value.status == 404
+        for pid in graph.processids:
+            with pytest.raises(ClientError):
+                ours.get_process(pid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -42,11 +43,7 @@ class SqliteWorkflowsMixin(Storage):
     def _delete_graphs(self, db: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> None:
         ids = [r[0] for r in db.execute(f"SELECT processgraph_id FROM processgraphs WHERE {where}", args)]
         for gid in ids:
-            sub = "SELECT process_id FROM processes WHERE processgraph_id = ?"
-            for table, col in (("attributes", "target_id"), ("process_targets", "process_id"),
-                               ("process_events", "process_id"), ("logs", "process_id")):
-                db.execute(f"DELETE FROM {table} WHERE {col} IN ({sub})", (gid,))
-            db.execute("DELETE FROM processes WHERE processgraph_id = ?", (gid,))
+            self._delete_processes(db, "processgraph_id = ?", (gid,))
             db.execute("DELETE FROM processgraphs WHERE processgraph_id = ?", (gid,))
 
     async def remove_all_graphs(self, colony: str, state: int) -> None:
@@ -120,6 +117,9 @@ class SqliteWorkflowsMixin(Storage):
         raise NotImplementedError
 
     def _add_process(self, db: sqlite3.Connection, p: Process) -> None:
+        raise NotImplementedError
+
+    def _delete_processes(self, db: sqlite3.Connection, where: str, args: Sequence[Any]) -> None:
         raise NotImplementedError
 
     def _insert_graph(self, db: sqlite3.Connection, g: ProcessGraph) -> None:
