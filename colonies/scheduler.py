@@ -11,12 +11,43 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 from colonies.model import Process, ProcessState
 
 Key = tuple[str, str]  # (colony, executor type)
+
+# Set by the HTTP layer for a long-poll request: a coroutine that returns when the client goes away.
+DISCONNECTED: ContextVar[Callable[[], Awaitable[Any]] | None] = ContextVar("disconnected", default=None)
+
+
+class ClientGone(Exception):
+    """The long-polling client disconnected."""
+
+
+async def wait_wake(future: asyncio.Future[None], timeout: float) -> bool:
+    """Wait for a wake-up; False at the timeout. Raises ClientGone if the client disconnects.
+    The disconnect watcher is only armed here, when a request really has to wait."""
+    gone = DISCONNECTED.get()
+    if gone is None:
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+            return True
+        except TimeoutError:
+            return False
+    watcher = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({future, watcher}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if future.done():
+        return True
+    if watcher.done() and not watcher.cancelled():
+        raise ClientGone()
+    return False
 
 
 @dataclass(eq=False)

@@ -11,14 +11,40 @@ from colonies.storage.base import Storage
 Member = Executor | User
 
 
+MEMBER_TTL_NS = 1_000_000_000
+MAX_CACHED = 100_000
+
+
 class Guard:
     """Authorization checks against storage. Every check that finds an executor records a sign of
-    life for it, at most once a second per executor."""
+    life for it, at most once a second per executor.
+
+    Membership lookups are cached per (colony, signer) for at most a second. Handlers that change
+    executors, users or colonies on this server call `forget()`, so a single server is exact; another
+    replica's change is seen within the TTL."""
 
     def __init__(self, storage: Storage, now_ns: Callable[[], int]) -> None:
         self.storage = storage
         self._now = now_ns
         self._touched: dict[str, int] = {}
+        self._members: dict[tuple[str, str], tuple[int, Executor | None, User | None]] = {}
+
+    def forget(self) -> None:
+        """Drop cached memberships (after any change to executors, users or colonies)."""
+        self._members.clear()
+
+    async def _lookup(self, signer: str, colony_name: str) -> tuple[Executor | None, User | None]:
+        now = self._now()
+        key = (colony_name, signer)
+        hit = self._members.get(key)
+        if hit is not None and now - hit[0] < MEMBER_TTL_NS:
+            return hit[1], hit[2]
+        executor = await self.storage.get_colony_executor_by_id(colony_name, signer)
+        user = None if executor is not None else await self.storage.get_user_by_id(colony_name, signer)
+        if len(self._members) >= MAX_CACHED:
+            self._members.clear()
+        self._members[key] = (now, executor, user)
+        return executor, user
 
     async def server_owner(self, signer: str) -> None:
         server_id = await self.storage.get_server_id()
@@ -35,11 +61,12 @@ class Guard:
 
     async def member(self, signer: str, colony_name: str, approved: bool = True) -> Member:
         """The executor (approved unless `approved=False`) or user of `colony_name` that signed."""
-        executor = await self.storage.get_colony_executor_by_id(colony_name, signer)
+        executor, user = await self._lookup(signer, colony_name)
         if executor is not None and (not approved or executor.state == ExecutorState.APPROVED):
             await self.alive(executor.executorid)
             return executor
-        user = await self.storage.get_user_by_id(colony_name, signer)
+        if user is None and executor is not None:
+            user = await self.storage.get_user_by_id(colony_name, signer)
         if user is not None:
             return user
         raise Forbidden(f"access denied, not a member of colony {colony_name}")

@@ -23,6 +23,7 @@ async def stale_executors(s: Services, now: int) -> None:
     """Soft-remove executors silent for longer than the stale duration; re-queue their work."""
     for e in await s.storage.stale_executors(now - s.config.stale_executor_s * NS):
         log.info("removing stale executor %s/%s", e.colonyname, e.executorname)
+        s.guard.forget()
         for pid in await s.storage.remove_executor(e.colonyname, e.executorname, now):
             p = await s.storage.get_process(pid)
             if p is not None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from colonies.errors import BadRequest, ColoniesError, Internal, PayloadTooLarge
+from colonies.errors import BadRequest, ColoniesError, Forbidden, Internal, PayloadTooLarge
 from colonies.model import Backend, ServerInfo
 from colonies.protocol import envelope
 from colonies.protocol.messages import Msg, VersionMsg
-from colonies.server.dispatch import HANDLERS, REPLY_TYPE
+from colonies.scheduler import DISCONNECTED
+from colonies.server.dispatch import HANDLERS, MEMBERSHIP_CHANGES, REPLY_TYPE
 from colonies.server.services import Services
 
 log = logging.getLogger("colonies.api")
@@ -73,12 +74,14 @@ class ApiApp:
             return 200, envelope.encode_reply("getserverinfomsg", self._server_info())
         handler = HANDLERS.get(req.payloadtype)
         if handler is None:
-            from colonies.errors import Forbidden
-
             raise Forbidden(f"invalid rpcMsg.PayloadType: {req.payloadtype}")
         try:
             if req.payloadtype in LONG_POLL:
-                result = await _until_disconnect(handler(self.s, signer, msg), receive)
+                token = DISCONNECTED.set(_disconnected(receive))
+                try:
+                    result = await handler(self.s, signer, msg)
+                finally:
+                    DISCONNECTED.reset(token)
             else:
                 result = await handler(self.s, signer, msg)
         except ColoniesError:
@@ -89,6 +92,9 @@ class ApiApp:
         except Exception as exc:
             log.exception("internal error handling %s", req.payloadtype)
             raise Internal(f"internal error: {type(exc).__name__}") from exc
+        finally:
+            if req.payloadtype in MEMBERSHIP_CHANGES:
+                self.s.guard.forget()
         return 200, envelope.encode_reply(REPLY_TYPE.get(req.payloadtype, req.payloadtype), result)
 
     def _version(self, msg: Msg) -> dict[str, Any]:
@@ -102,28 +108,12 @@ class ApiApp:
                           backends=[Backend(type="http", host=c.bind, port=c.port, tls=c.tls)])
 
 
-async def _until_disconnect(work: Any, receive: Receive) -> Any:
-    """Run a long-poll, cancelling it if the client goes away."""
-    task = asyncio.ensure_future(work)
-
-    async def watch() -> None:
-        while True:
-            if (await receive())["type"] == "http.disconnect":
-                return
-
-    watcher = asyncio.ensure_future(watch())
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not task.done():
-        task.cancel()
-        try:
-            await task
-        except (asyncio.CancelledError, Exception):
+def _disconnected(receive: Receive) -> Callable[[], Awaitable[None]]:
+    async def wait() -> None:
+        while (await receive())["type"] != "http.disconnect":
             pass
-        raise BadRequest("client disconnected")
-    return task.result()
+
+    return wait
 
 
 async def _send(send: Send, status: int, body: bytes) -> None:

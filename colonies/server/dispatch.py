@@ -60,6 +60,12 @@ HANDLERS.update(handlers_workflows.HANDLERS)
 HANDLERS.update(handlers_schedules.HANDLERS)
 HANDLERS.update(handlers_channels.HANDLERS)
 
+# Successful calls of these change who is a member of what: the guard's cache is dropped after them.
+MEMBERSHIP_CHANGES = frozenset({
+    "addcolonymsg", "removecolonymsg", "addexecutormsg", "approveexecutormsg", "rejectexecutormsg",
+    "removeexecutormsg", "changeexecutoridmsg", "addusermsg", "removeusermsg", "changeuseridmsg",
+})
+
 # Reply payloadtype when it differs from the request's.
 REPLY_TYPE = {"getpausestatusmsg": "pausestatusreplymsg"}
 

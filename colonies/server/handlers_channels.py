@@ -13,7 +13,7 @@ from colonies.server.services import Services
 
 
 async def channel_process(s: Services, signer: str, process_id: str) -> Process:
-    p = await s.storage.get_process(process_id)
+    p = await s.storage.get_process(process_id, attributes=False)
     if p is None:
         raise NotFound(f"process {process_id} not found")
     await s.guard.member(signer, p.spec.conditions.colonyname)

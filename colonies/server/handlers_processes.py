@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from colonies.clock import NS, monotonic, to_datetime
@@ -20,6 +19,7 @@ from colonies.model import (
 from colonies.protocol import messages as m
 from colonies.protocol.crypto import sha3_hex
 from colonies.resources import cpu_str, mem_str, parse_cpu, parse_mem
+from colonies.scheduler import ClientGone, wait_wake
 from colonies.security import Member, initiator_name
 from colonies.server.services import Services, new_id
 from colonies.storage.base import ClaimRequest, ProcessQuery
@@ -122,25 +122,27 @@ async def assign(s: Services, signer: str, msg: m.AssignProcessMsg) -> Process:
             if remaining <= 0:
                 raise timeout_exc
             try:
-                await asyncio.wait_for(asyncio.shield(waiter.future), remaining)
-            except TimeoutError:
-                raise timeout_exc from None
+                woken = await wait_wake(waiter.future, remaining)
+            except ClientGone:
+                raise BadRequest("client disconnected") from None
+            if not woken:
+                raise timeout_exc
             consumed = True
         finally:
             s.bus.unpark(waiter, consumed=consumed or not waiter.future.done())
 
 
-async def _process_as_member(s: Services, signer: str, process_id: str, approved: bool = True
+async def _process_as_member(s: Services, signer: str, process_id: str, attributes: bool = False
                              ) -> tuple[Process, Member]:
-    p = await s.storage.get_process(process_id)
+    p = await s.storage.get_process(process_id, attributes=attributes)
     if p is None:
         raise NotFound(f"process {process_id} not found")
-    member = await s.guard.member(signer, p.spec.conditions.colonyname, approved=approved)
+    member = await s.guard.member(signer, p.spec.conditions.colonyname)
     return p, member
 
 
 async def get_process(s: Services, signer: str, msg: m.GetProcessMsg) -> Process:
-    p, _ = await _process_as_member(s, signer, msg.processid)
+    p, _ = await _process_as_member(s, signer, msg.processid, attributes=True)
     return p
 
 
@@ -174,7 +176,7 @@ async def _close(s: Services, signer: str, process_id: str, success: bool, out: 
     now = s.now()
     changed = await s.storage.finish(process_id, signer, success, out, errors, now)
     if changed is None or changed.process is None:
-        current = await s.storage.get_process(process_id)
+        current = await s.storage.get_process(process_id, attributes=False)
         state = ProcessState(current.state).name if current else "removed"
         if current is not None and current.assignedexecutorid != signer:
             raise Forbidden("access denied, process is not assigned to the caller")

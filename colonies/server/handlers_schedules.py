@@ -164,7 +164,7 @@ def _check_message(message: str) -> None:
 
 async def add_log(s: Services, signer: str, msg: m.AddLogMsg) -> dict[str, Any]:
     _check_message(msg.message)
-    p = await s.storage.get_process(msg.processid)
+    p = await s.storage.get_process(msg.processid, attributes=False)
     if p is None:
         raise NotFound(f"process {msg.processid} not found")
     colony = p.spec.conditions.colonyname

@@ -78,7 +78,7 @@ async def cancel_graph(s: Services, signer: str, msg: m.CancelProcessGraphMsg) -
 
 
 async def add_child(s: Services, signer: str, msg: m.AddChildMsg) -> Any:
-    parent = await s.storage.get_process(msg.parentprocessid)
+    parent = await s.storage.get_process(msg.parentprocessid, attributes=False)
     if parent is None:
         raise NotFound(f"process {msg.parentprocessid} not found")
     member = await s.guard.member(signer, parent.spec.conditions.colonyname)
@@ -87,7 +87,7 @@ async def add_child(s: Services, signer: str, msg: m.AddChildMsg) -> Any:
     if not parent.processgraphid or parent.processgraphid != msg.processgraphid:
         raise BadRequest("the parent process does not belong to that workflow")
     if msg.childprocessid:
-        child = await s.storage.get_process(msg.childprocessid)
+        child = await s.storage.get_process(msg.childprocessid, attributes=False)
         if child is None or child.processgraphid != msg.processgraphid:
             raise BadRequest("childprocessid is not in that workflow")
         if child.state != ProcessState.WAITING:

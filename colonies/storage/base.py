@@ -173,7 +173,8 @@ class Storage(ABC):
         """Insert processes (and their ENV attributes, and the graph) in one transaction."""
 
     @abstractmethod
-    async def get_process(self, process_id: str) -> Process | None: ...
+    async def get_process(self, process_id: str, attributes: bool = True) -> Process | None:
+        """With its attributes unless `attributes=False` (cheaper, for checks)."""
 
     @abstractmethod
     async def claim(self, req: ClaimRequest, now_ns: int) -> Process | None:

@@ -359,9 +359,9 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
         row = db.execute(f"SELECT {_P} FROM processes WHERE process_id = ?", (pid,)).fetchone()
         return rows.process(row) if row else None
 
-    async def get_process(self, process_id: str) -> Process | None:
+    async def get_process(self, process_id: str, attributes: bool = True) -> Process | None:
         p = self._get(self.db, process_id)
-        if p is not None:
+        if p is not None and attributes:
             p.attributes = self._attributes(process_id, p.state)
         return p
 
