@@ -84,6 +84,9 @@ class EventBus:
         self._by_process: dict[str, list[Subscription]] = {}
         self._by_type: dict[Key, list[Subscription]] = {}
         self.published = 0
+        # Set by a cluster backend: carries each local event to the other replicas, which feed it
+        # back in with `publish(p, local=False)`.
+        self.forward: Callable[[Process], None] | None = None
 
     # -- assign waiters ------------------------------------------------------------------------------
     def park(self, colony: str, executor_type: str, executor_name: str) -> Waiter:
@@ -150,9 +153,11 @@ class EventBus:
         return cancel
 
     # -- events ----------------------------------------------------------------------------------------
-    def publish(self, p: Process) -> None:
-        """A process changed state: wake assigners and notify subscribers."""
+    def publish(self, p: Process, local: bool = True) -> None:
+        """A process changed state: wake assigners and notify subscribers (and other replicas)."""
         self.published += 1
+        if local and self.forward is not None:
+            self.forward(p)
         c = p.spec.conditions
         if p.state == ProcessState.WAITING and not p.waitforparents:
             special = bool(c.cpu or c.mem or c.locationname)
