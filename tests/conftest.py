@@ -12,9 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from colonies.client.sync import Client
 from colonies.protocol.crypto import generate_prvkey, id_of
 
 CI = os.environ.get("CI") == "true"
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -132,3 +134,116 @@ def setup_colony(srv: ServerProc, name: str = "testcolony", executor_type: str =
 @pytest.fixture
 def colony(server: ServerProc) -> ColonyKeys:
     return setup_colony(server)
+
+
+# -- external services (PostgreSQL, etcd): skip on a laptop without them, fail in CI -----------------------
+PG_DSN_DEFAULT = "postgresql://colonies:colonies@127.0.0.1:5432/colonies"
+
+
+def need_service(name: str, error: BaseException | str) -> None:
+    """A required service is missing: fail in CI (CI=true), skip elsewhere (the dramatiq pattern)."""
+    if CI:
+        if isinstance(error, BaseException):
+            raise error
+        raise RuntimeError(f"{name} is required in CI: {error}")
+    pytest.skip(f"{name} is not available: {error}")
+
+
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code, even inside a running event loop (own thread)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result(timeout=60)
+
+
+def _pg_probe(dsn: str) -> BaseException | None:
+    import asyncpg
+
+    async def probe() -> None:
+        con = await asyncpg.connect(dsn, timeout=3, statement_cache_size=0)
+        await con.close()
+
+    try:
+        run_async(probe)
+    except Exception as e:  # noqa: BLE001 - any failure means "not available"
+        return e
+    return None
+
+
+_pg_state: dict[str, BaseException | None] = {}
+
+
+def pg_dsn() -> str:
+    """The test PostgreSQL DSN (COLONIES_TEST_PG_DSN), probed once; skips or fails when unreachable."""
+    dsn = os.environ.get("COLONIES_TEST_PG_DSN", PG_DSN_DEFAULT)
+    if dsn not in _pg_state:
+        _pg_state[dsn] = _pg_probe(dsn)
+    err = _pg_state[dsn]
+    if err is not None:
+        need_service("PostgreSQL", err)
+    return dsn
+
+
+def etcd_endpoint() -> str:
+    """The test etcd endpoint (COLONIES_TEST_ETCD, host:port); skips or fails when it does not answer."""
+    ep = os.environ.get("COLONIES_TEST_ETCD", "127.0.0.1:2379")
+    try:
+        r = httpx.get(f"http://{ep}/health", timeout=2)
+        if r.status_code != 200:
+            need_service("etcd", f"/health answered {r.status_code}")
+    except httpx.HTTPError as e:
+        need_service("etcd", e)
+    return ep
+
+
+def dsn_with(dsn: str, **params: str) -> str:
+    """`dsn` with query parameters added (asyncpg passes unknown ones as server settings)."""
+    sep = "&" if "?" in dsn else "?"
+    return dsn + sep + "&".join(f"{k}={v}" for k, v in params.items())
+
+
+@dataclass
+class PgDatabase:
+    """A fresh, uniquely named database on the test server, dropped afterwards."""
+
+    name: str
+    dsn: str
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def server_env(self) -> dict[str, str]:
+        return {"COLONIES_DB_TYPE": "postgresql", "COLONIES_DB_HOST": self.host, "COLONIES_DB_PORT": str(self.port),
+                "COLONIES_DB_USER": self.user, "COLONIES_DB_PASSWORD": self.password, "COLONIES_DB_NAME": self.name}
+
+
+def _pg_admin(dsn: str, sql: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        con = await asyncpg.connect(dsn, timeout=5, statement_cache_size=0)
+        try:
+            await con.execute(sql)
+        finally:
+            await con.close()
+
+    run_async(run)
+
+
+@pytest.fixture
+def pg_database() -> Iterator[PgDatabase]:
+    from urllib.parse import urlsplit, urlunsplit
+
+    base = pg_dsn()
+    name = f"colonies_t_{os.getpid()}_{time.monotonic_ns()}"
+    _pg_admin(base, f'CREATE DATABASE "{name}"')
+    u = urlsplit(base)
+    db = PgDatabase(name=name, dsn=urlunsplit(u._replace(path=f"/{name}")), host=u.hostname or "127.0.0.1",
+                    port=u.port or 5432, user=u.username or "", password=u.password or "")
+    try:
+        yield db
+    finally:
+        _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,7 +1,7 @@
 """The storage contract (colonies/storage/base.py), run against every backend.
 
-`backend` yields an opened Storage; SQLite (a real file) always runs. A PostgreSQL backend is added by
-extending the fixture's params (skip locally, fail in CI, as conftest.CI allows).
+`backend` yields an opened Storage: SQLite (a real file) always runs; PostgreSQL runs on a fresh database
+per test, and skips on a laptop without PostgreSQL but fails in CI (conftest.need_service).
 """
 
 from __future__ import annotations
@@ -19,14 +19,22 @@ from colonies.client.core import func_spec
 from colonies.server.handlers_processes import new_process, normalize_spec
 from colonies.storage.base import ClaimRequest, ProcessQuery, Storage
 from colonies.storage.sqlite import SqliteStorage
+from tests.conftest import PgDatabase
 
 T0 = 1_700_000_000 * NS
 COLONY, TYPE = "c1", "t"
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    store: Storage = SqliteStorage(str(tmp_path / "contract.db"))
+    store: Storage
+    if request.param == "postgresql":
+        from colonies.storage.postgres import PostgresStorage
+
+        db: PgDatabase = request.getfixturevalue("pg_database")
+        store = PostgresStorage(dsn=db.dsn)
+    else:
+        store = SqliteStorage(str(tmp_path / "contract.db"))
     await store.open()
     try:
         yield store

@@ -1,0 +1,668 @@
+"""Production backend: PostgreSQL through an asyncpg pool.
+
+Several server replicas share one database, so every composite change runs in one transaction and
+every contended step is a row lock, never a read-then-write race:
+- claim is one `UPDATE … FROM (SELECT … ORDER BY priority_time LIMIT 1 FOR UPDATE SKIP LOCKED)` over
+  the partial queue index (untargeted queue) and the targets table (targeted by name);
+- finish, set_output and cancel are compare-and-set UPDATEs;
+- expire takes its rows with SKIP LOCKED, so every replica may run it;
+- workflow resolution locks the graph row first, so two parents closing at once see each other.
+A transaction aborted by a deadlock or a serialization failure is retried a bounded number of times.
+No prepared-statement cache (`statement_cache_size=0`), so it works behind PgBouncer in transaction mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
+
+from colonies.clock import NS, ZERO_TIME
+from colonies.errors import Conflict, StorageError
+from colonies.model import (
+    Attribute,
+    Colony,
+    Executor,
+    ExecutorState,
+    Function,
+    Process,
+    ProcessEvent,
+    ProcessGraph,
+    ProcessState,
+    Statistics,
+    User,
+)
+from colonies.resources import parse_cpu, parse_mem
+from colonies.storage import rows
+from colonies.storage.base import Changed, ClaimRequest, ProcessQuery
+from colonies.storage.migrate import latest_version, migrations
+from colonies.storage.postgres_schedules import PostgresSchedulesMixin
+from colonies.storage.postgres_workflows import PostgresWorkflowsMixin
+
+if TYPE_CHECKING:
+    from colonies.config import Config
+
+_P = rows.PROCESS_COLS
+WAITING, RUNNING, SUCCESS, FAILED, CANCELLED = (int(s) for s in ProcessState)
+EXEC_TIMEOUT_ERROR = "Maximum execution time limit exceeded"
+WAIT_TIMEOUT_ERROR = "Maximum waiting time limit exceeded"
+MIGRATION_LOCK = 0x636F6C6F6E696573  # "colonies"
+RETRIES = 8
+Con = asyncpg.Connection
+T = TypeVar("T")
+
+
+def js(obj: Any) -> str:
+    """JSON text for a TEXT column, byte-identical to the SQLite backend's."""
+    return rows.dumps(obj).decode()
+
+
+def dsn_of(config: Config) -> str:
+    return (f"postgresql://{config.db_user}:{config.db_password}@{config.db_host}:{config.db_port}/"
+            f"{config.db_name}")
+
+
+class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
+    def __init__(self, config: Config | None = None, dsn: str | None = None, min_size: int = 2,
+                 max_size: int = 10) -> None:
+        if dsn is None:
+            if config is None:
+                raise StorageError("PostgresStorage needs a config or a dsn")
+            dsn = dsn_of(config)
+        self.dsn = dsn
+        self.min_size, self.max_size = min_size, max_size
+        self._pool: asyncpg.Pool | None = None
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StorageError("storage is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        pool = await asyncpg.create_pool(self.dsn, min_size=self.min_size, max_size=self.max_size,
+                                         statement_cache_size=0, command_timeout=60)
+        assert pool is not None
+        self._pool = pool
+        try:
+            await self._migrate()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _migrate(self) -> None:
+        async with self.pool.acquire() as con, con.transaction():
+            await con.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            current = await con.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+            latest = latest_version("postgresql")
+            if current > latest:
+                raise StorageError(f"database schema version {current} is newer than this server "
+                                   f"({latest}); upgrade the server")
+            for version, sql in migrations("postgresql"):
+                if version > current:
+                    await con.execute(sql)
+                    await con.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def schema_version(self) -> int:
+        return int(await self.pool.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Con]:
+        async with self.pool.acquire() as con, con.transaction():
+            yield con
+
+    async def _run(self, fn: Callable[[Con], Awaitable[T]]) -> T:
+        """`fn` in one transaction, retried (bounded) when PostgreSQL aborts it on a deadlock."""
+        for attempt in range(RETRIES):
+            try:
+                async with self._tx() as con:
+                    return await fn(con)
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                if attempt == RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.001 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _one(self, sql: str, *args: Any) -> Any:
+        return await self.pool.fetchrow(sql, *args)
+
+    async def _all(self, sql: str, *args: Any) -> list[Any]:
+        return list(await self.pool.fetch(sql, *args))
+
+    async def _event(self, con: Con, pid: str, now: int, event: str, actor: str = "", detail: str = "") -> None:
+        await con.execute("INSERT INTO process_events (process_id, ts, event, actor, detail) VALUES ($1,$2,$3,$4,$5)",
+                          pid, now, event, actor, detail)
+
+    async def _get(self, con: Con, pid: str) -> Process | None:
+        row = await con.fetchrow(f"SELECT {_P} FROM processes WHERE process_id = $1", pid)
+        return rows.process(row) if row else None
+
+    # -- server ------------------------------------------------------------------------------------------------
+    async def get_server_id(self) -> str:
+        row = await self._one("SELECT server_id FROM server WHERE id = 1")
+        return str(row[0]) if row else ""
+
+    async def set_server_id(self, server_id: str) -> None:
+        await self.pool.execute("INSERT INTO server (id, server_id) VALUES (1, $1) "
+                                "ON CONFLICT (id) DO UPDATE SET server_id = excluded.server_id", server_id)
+
+    # -- colonies ----------------------------------------------------------------------------------------------
+    async def add_colony(self, colony: Colony) -> None:
+        try:
+            await self.pool.execute("INSERT INTO colonies (name, colony_id) VALUES ($1, $2)",
+                                    colony.name, colony.colonyid)
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"a colony named {colony.name} already exists") from None
+
+    async def get_colony(self, name: str) -> Colony | None:
+        row = await self._one("SELECT colony_id, name FROM colonies WHERE name = $1", name)
+        return Colony(colonyid=row[0], name=row[1]) if row else None
+
+    async def list_colonies(self) -> list[Colony]:
+        return [Colony(colonyid=r[0], name=r[1])
+                for r in await self._all("SELECT colony_id, name FROM colonies ORDER BY name COLLATE \"C\"")]
+
+    async def remove_colony(self, name: str) -> None:
+        async with self._tx() as con:
+            pids = "SELECT process_id FROM processes WHERE colony_name = $1"
+            await con.execute(f"DELETE FROM process_events WHERE process_id IN ({pids})", name)
+            await con.execute(f"DELETE FROM process_targets WHERE process_id IN ({pids})", name)
+            for table in ("processes", "executors", "users", "attributes", "functions", "processgraphs",
+                          "generators", "generator_args", "crons", "logs"):
+                await con.execute(f"DELETE FROM {table} WHERE colony_name = $1", name)
+            await con.execute("DELETE FROM colonies WHERE name = $1", name)
+
+    async def change_colony_id(self, name: str, colony_id: str) -> None:
+        await self.pool.execute("UPDATE colonies SET colony_id = $1 WHERE name = $2", colony_id, name)
+
+    async def set_paused(self, colony: str, paused: bool) -> None:
+        await self.pool.execute("UPDATE colonies SET paused = $1 WHERE name = $2", paused, colony)
+
+    async def is_paused(self, colony: str) -> bool:
+        row = await self._one("SELECT paused FROM colonies WHERE name = $1", colony)
+        return bool(row and row[0])
+
+    # -- executors ---------------------------------------------------------------------------------------------
+    async def add_executor(self, executor: Executor, replace: bool = False) -> list[str]:
+        e = executor
+
+        async def tx(con: Con) -> list[str]:
+            requeued: list[str] = []
+            old = await con.fetchrow("SELECT executor_id FROM executors WHERE colony_name = $1 AND name = $2"
+                                     " FOR UPDATE", e.colonyname, e.executorname)
+            if old is not None:
+                if not replace:
+                    raise Conflict(f"an executor named {e.executorname} already exists in {e.colonyname}")
+                requeued = await self._requeue_executor(con, old[0], 0)
+                await con.execute("DELETE FROM functions WHERE colony_name = $1 AND executor_name = $2",
+                                  e.colonyname, e.executorname)
+                await con.execute("DELETE FROM executors WHERE colony_name = $1 AND name = $2",
+                                  e.colonyname, e.executorname)
+            try:
+                async with con.transaction():
+                    await con.execute(
+                        f"INSERT INTO executors ({rows.EXECUTOR_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                        e.executorid, e.executortype, e.executorname, e.colonyname, e.state, e.requirefuncreg,
+                        _ns(e.commissiontime), 0, e.locationname, js(e.capabilities), js(e.allocations))
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"an executor named {e.executorname} already exists in {e.colonyname}") from None
+            return requeued
+
+        return await self._run(tx)
+
+    async def get_executor(self, colony: str, name: str) -> Executor | None:
+        row = await self._one(f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE colony_name = $1 AND name = $2",
+                              colony, name)
+        return rows.executor(row) if row else None
+
+    async def get_executor_by_id(self, executor_id: str) -> Executor | None:
+        row = await self._one(f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE executor_id = $1 "
+                              "ORDER BY state = 3, commission_time DESC LIMIT 1", executor_id)
+        return rows.executor(row) if row else None
+
+    async def get_colony_executor_by_id(self, colony: str, executor_id: str) -> Executor | None:
+        row = await self._one(f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE executor_id = $1 AND"
+                              " colony_name = $2 ORDER BY state = 3 LIMIT 1", executor_id, colony)
+        return rows.executor(row) if row else None
+
+    async def list_executors(self, colony: str) -> list[Executor]:
+        return [rows.executor(r) for r in await self._all(
+            f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE colony_name = $1 ORDER BY name COLLATE \"C\"",
+            colony)]
+
+    async def set_executor_state(self, colony: str, name: str, state: int) -> bool:
+        status = await self.pool.execute("UPDATE executors SET state = $1 WHERE colony_name = $2 AND name = $3",
+                                         state, colony, name)
+        return _count(status) > 0
+
+    async def _requeue_executor(self, con: Con, executor_id: str, now: int) -> list[str]:
+        """Put an executor's RUNNING processes back in the queue, without counting a retry."""
+        found = await con.fetch(
+            "SELECT process_id, spec, priority_time, colony_name, max_wait_time FROM processes"
+            " WHERE assigned_executor_id = $1 AND state = 1 FOR UPDATE", executor_id)
+        for pid, spec, prio, colony, max_wait in found:
+            await self._to_waiting(con, pid, spec, prio, colony, max_wait, now, retry=False)
+            await self._event(con, pid, now, "requeued", executor_id, "executor removed")
+        return [r[0] for r in found]
+
+    async def _to_waiting(self, con: Con, pid: str, spec: str, prio: int, colony: str, max_wait: int, now: int,
+                          retry: bool) -> None:
+        wait_deadline = now + max_wait * NS if max_wait > 0 else 0
+        await con.execute(
+            "UPDATE processes SET state = 0, is_assigned = FALSE, assigned_executor_id = '', exec_deadline = 0,"
+            " start_time = 0, end_time = $1, retries = retries + $2, wait_deadline = $3 WHERE process_id = $4",
+            now, int(retry), wait_deadline, pid)
+        names = rows._spec_dec.decode(spec).conditions.executornames or []
+        await self._insert_targets(con, colony, names, prio, pid)
+
+    async def _insert_targets(self, con: Con, colony: str, names: list[str], prio: int, pid: str) -> None:
+        targets = [(colony, n, prio, pid) for n in sorted(set(names)) if n and n != "*"]
+        if targets:
+            await con.executemany("INSERT INTO process_targets VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING",
+                                  targets)
+
+    async def remove_executor(self, colony: str, name: str, now_ns: int) -> list[str]:
+        async def tx(con: Con) -> list[str]:
+            row = await con.fetchrow("SELECT executor_id FROM executors WHERE colony_name = $1 AND name = $2"
+                                     " FOR UPDATE", colony, name)
+            if row is None:
+                return []
+            requeued = await self._requeue_executor(con, row[0], now_ns)
+            await con.execute("DELETE FROM functions WHERE colony_name = $1 AND executor_name = $2", colony, name)
+            await con.execute("UPDATE executors SET state = 3 WHERE colony_name = $1 AND name = $2", colony, name)
+            return requeued
+
+        return await self._run(tx)
+
+    async def touch_executor(self, executor_id: str, now_ns: int) -> None:
+        # Skipped when recent, so a busy executor does not turn every call into a write.
+        await self.pool.execute("UPDATE executors SET last_heard = $1 WHERE executor_id = $2 AND last_heard < $3",
+                                now_ns, executor_id, now_ns - NS)
+
+    async def update_executor(self, colony: str, name: str, capabilities: bytes | None,
+                              allocations: bytes | None) -> None:
+        async with self._tx() as con:
+            if capabilities is not None:
+                await con.execute("UPDATE executors SET capabilities = $1 WHERE colony_name = $2 AND name = $3",
+                                  capabilities.decode(), colony, name)
+            if allocations is not None:
+                await con.execute("UPDATE executors SET allocations = $1 WHERE colony_name = $2 AND name = $3",
+                                  allocations.decode(), colony, name)
+
+    async def change_executor_id(self, colony: str, old_id: str, new_id: str) -> None:
+        await self.pool.execute("UPDATE executors SET executor_id = $1 WHERE colony_name = $2 AND executor_id = $3",
+                                new_id, colony, old_id)
+
+    async def stale_executors(self, older_than_ns: int) -> list[Executor]:
+        return [rows.executor(r) for r in await self._all(
+            f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE last_heard > 0 AND last_heard < $1 AND state != 3",
+            older_than_ns)]
+
+    # -- users -------------------------------------------------------------------------------------------------
+    async def add_user(self, user: User) -> None:
+        async with self._tx() as con:
+            # Serialize adds per colony, so the name-or-id check cannot race.
+            await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "users/" + user.colonyname)
+            dup = await con.fetchrow("SELECT 1 FROM users WHERE colony_name = $1 AND (name = $2 OR user_id = $3)",
+                                     user.colonyname, user.name, user.userid)
+            if dup:
+                raise Conflict(f"a user named {user.name} or with that id already exists in {user.colonyname}")
+            await con.execute(f"INSERT INTO users ({rows.USER_COLS}) VALUES ($1,$2,$3,$4,$5)",
+                              user.colonyname, user.userid, user.name, user.email, user.phone)
+
+    async def get_user(self, colony: str, name: str) -> User | None:
+        row = await self._one(f"SELECT {rows.USER_COLS} FROM users WHERE colony_name = $1 AND name = $2",
+                              colony, name)
+        return rows.user(row) if row else None
+
+    async def get_user_by_id(self, colony: str, user_id: str) -> User | None:
+        row = await self._one(f"SELECT {rows.USER_COLS} FROM users WHERE user_id = $1 AND colony_name = $2",
+                              user_id, colony)
+        return rows.user(row) if row else None
+
+    async def list_users(self, colony: str) -> list[User]:
+        return [rows.user(r) for r in await self._all(
+            f"SELECT {rows.USER_COLS} FROM users WHERE colony_name = $1 ORDER BY name COLLATE \"C\"", colony)]
+
+    async def remove_user(self, colony: str, name: str) -> bool:
+        return _count(await self.pool.execute("DELETE FROM users WHERE colony_name = $1 AND name = $2",
+                                              colony, name)) > 0
+
+    async def change_user_id(self, colony: str, old_id: str, new_id: str) -> None:
+        await self.pool.execute("UPDATE users SET user_id = $1 WHERE colony_name = $2 AND user_id = $3",
+                                new_id, colony, old_id)
+
+    # -- processes ---------------------------------------------------------------------------------------------
+    async def add_processes(self, processes: list[Process], graph: ProcessGraph | None = None,
+                            actor: str = "") -> None:
+        async with self._tx() as con:
+            if graph is not None:
+                await self._insert_graph(con, graph)
+            for p in processes:
+                await self._insert_process(con, p, actor)
+
+    async def _add_process(self, con: Con, p: Process) -> None:
+        await self._insert_process(con, p, "")
+
+    async def _insert_process(self, con: Con, p: Process, actor: str) -> None:
+        s = p.spec
+        c = s.conditions
+        names = [n for n in (c.executornames or []) if n and n != "*"]
+        sub = _ns(p.submissiontime)
+        try:
+            async with con.transaction():
+                await con.execute(
+                    "INSERT INTO processes (process_id, colony_name, executor_type, state, targeted, location_name,"
+                    " cpu, mem, priority_time, submission_time, wait_deadline, max_exec_time, max_wait_time,"
+                    " max_retries, retries, wait_for_parents, parents, children, processgraph_id, initiator_id,"
+                    " initiator_name, label, funcname, input, output, errors, spec) VALUES ($1,$2,$3,$4,$5,$6,$7,"
+                    "$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)",
+                    p.processid, c.colonyname, c.executortype, p.state, bool(names), c.locationname,
+                    parse_cpu(c.cpu), parse_mem(c.mem), p.prioritytime, sub, _ns(p.waitdeadline),
+                    s.maxexectime, s.maxwaittime, s.maxretries, p.retries, bool(p.waitforparents),
+                    js(p.parents), js(p.children), p.processgraphid, p.initiatorid, p.initiatorname, s.label,
+                    s.funcname, js(p.input or []), js(p.output or []), js(p.errors), js(s))
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"process {p.processid} already exists") from None
+        await self._insert_targets(con, c.colonyname, names, p.prioritytime, p.processid)
+        if p.attributes:
+            await con.executemany(
+                f"INSERT INTO attributes ({rows.ATTRIBUTE_COLS}, added) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)"
+                " ON CONFLICT (attribute_id) DO UPDATE SET target_id = excluded.target_id,"
+                " colony_name = excluded.colony_name, processgraph_id = excluded.processgraph_id,"
+                " attribute_type = excluded.attribute_type, key = excluded.key, value = excluded.value,"
+                " added = excluded.added",
+                [(a.attributeid, a.targetid, a.targetcolonyname, a.targetprocessgraphid, a.attributetype,
+                  a.key, a.value, sub) for a in p.attributes])
+        await self._event(con, p.processid, sub, "submitted", actor or p.initiatorid, p.initiatorname)
+
+    async def get_process(self, process_id: str, attributes: bool = True) -> Process | None:
+        row = await self._one(f"SELECT {_P} FROM processes WHERE process_id = $1", process_id)
+        if row is None:
+            return None
+        p = rows.process(row)
+        if attributes:
+            p.attributes = await self._attributes(self.pool, process_id, p.state)
+        return p
+
+    async def _attributes(self, con: Con | asyncpg.Pool, pid: str, state: int) -> list[Attribute]:
+        return [rows.attribute(r, state) for r in await con.fetch(
+            f"SELECT {rows.ATTRIBUTE_COLS} FROM attributes WHERE target_id = $1", pid)]
+
+    async def claim(self, req: ClaimRequest, now_ns: int) -> Process | None:
+        args: list[Any] = [req.colony, req.executor_type, req.location, req.executor_name, req.executor_id, now_ns]
+        extra = " AND (p.location_name = '' OR lower(p.location_name) = lower($3))"
+        if req.cpu_millis is not None:
+            args.append(req.cpu_millis)
+            extra += f" AND p.cpu <= ${len(args)}"
+        if req.mem_bytes is not None:
+            args.append(req.mem_bytes)
+            extra += f" AND p.mem <= ${len(args)}"
+        sql = (
+            "WITH open AS (SELECT p.process_id, p.priority_time FROM processes p"
+            "  WHERE p.colony_name = $1 AND p.executor_type = $2 AND p.state = 0 AND NOT p.wait_for_parents"
+            f"  AND NOT p.targeted{extra} ORDER BY p.priority_time LIMIT 1 FOR UPDATE SKIP LOCKED),"
+            " named AS (SELECT p.process_id, t.priority_time FROM process_targets t"
+            "  JOIN processes p ON p.process_id = t.process_id"
+            "  WHERE t.colony_name = $1 AND t.executor_name = $4 AND p.executor_type = $2 AND p.state = 0"
+            f"  AND NOT p.wait_for_parents{extra} ORDER BY t.priority_time LIMIT 1 FOR UPDATE OF p SKIP LOCKED),"
+            " pick AS (SELECT process_id FROM (SELECT * FROM open UNION ALL SELECT * FROM named) c"
+            "  ORDER BY priority_time LIMIT 1)"
+            " UPDATE processes SET state = 1, is_assigned = TRUE, assigned_executor_id = $5, start_time = $6,"
+            "  exec_deadline = CASE WHEN max_exec_time > 0 THEN $6 + max_exec_time * 1000000000 ELSE 0 END,"
+            "  end_time = 0 FROM pick WHERE processes.process_id = pick.process_id"
+            " RETURNING processes.process_id, processes.processgraph_id, processes.parents")
+
+        async def tx(con: Con) -> Process | None:
+            row = await con.fetchrow(sql, *args)
+            if row is None:
+                return None
+            pid, graph_id, parents = row
+            await con.execute("DELETE FROM process_targets WHERE process_id = $1", pid)
+            if graph_id:
+                await self._on_graph_claim(con, pid, graph_id, rows.strs(parents), now_ns)
+            await self._event(con, pid, now_ns, "assigned", req.executor_id, req.executor_name)
+            p = await self._get(con, pid)
+            assert p is not None
+            p.attributes = await self._attributes(con, pid, p.state)
+            return p
+
+        return await self._run(tx)
+
+    async def finish(self, process_id: str, executor_id: str, success: bool, output: list[object] | None,
+                     errors: list[str] | None, now_ns: int) -> Changed | None:
+        async def tx(con: Con) -> Changed | None:
+            graph_id = await con.fetchval("SELECT processgraph_id FROM processes WHERE process_id = $1", process_id)
+            if graph_id is None:
+                return None
+            if graph_id:
+                await self._lock_graph(con, graph_id)
+            args: list[Any]
+            if success:
+                sets, args = "state = 2, end_time = $3, exec_deadline = 0", [now_ns]
+                if output:
+                    sets += ", output = $4"
+                    args.append(js(output))
+            else:
+                sets, args = "state = 3, end_time = $3, exec_deadline = 0, errors = $4", [now_ns, js(errors or [])]
+            row = await con.fetchrow(f"UPDATE processes SET {sets} WHERE process_id = $1 AND state = 1"
+                                     " AND assigned_executor_id = $2 RETURNING children",
+                                     process_id, executor_id, *args)
+            if row is None:
+                return None
+            await self._event(con, process_id, now_ns, "closed" if success else "failed", executor_id,
+                              "" if success else "; ".join(errors or [])[:1000])
+            others = await self._resolve(con, graph_id, process_id, rows.strs(row[0]), success, now_ns)
+            return Changed(process=await self._get(con, process_id), others=others)
+
+        return await self._run(tx)
+
+    async def set_output(self, process_id: str, executor_id: str, output: list[object]) -> bool:
+        status = await self.pool.execute("UPDATE processes SET output = $1 WHERE process_id = $2 AND state = 1"
+                                         " AND assigned_executor_id = $3", js(output), process_id, executor_id)
+        return _count(status) > 0
+
+    async def cancel(self, process_id: str, actor: str, now_ns: int) -> Process | None:
+        async with self._tx() as con:
+            row = await con.fetchrow("UPDATE processes SET state = 4, end_time = $1, exec_deadline = 0"
+                                     " WHERE process_id = $2 AND state IN (0, 1) RETURNING process_id",
+                                     now_ns, process_id)
+            if row is None:
+                return None
+            await con.execute("DELETE FROM process_targets WHERE process_id = $1", process_id)
+            await self._event(con, process_id, now_ns, "cancelled", actor)
+            return await self._get(con, process_id)
+
+    async def expire(self, now_ns: int, limit: int = 1000) -> list[Process]:
+        async def tx(con: Con) -> list[Process]:
+            changed: list[str] = []
+            others: list[Process] = []
+            for pid, spec, prio, colony, max_wait, retries, max_retries, graph_id, children in await con.fetch(
+                "SELECT process_id, spec, priority_time, colony_name, max_wait_time, retries, max_retries,"
+                " processgraph_id, children FROM processes WHERE state = 1 AND exec_deadline > 0"
+                " AND exec_deadline < $1 ORDER BY exec_deadline LIMIT $2 FOR UPDATE SKIP LOCKED", now_ns, limit
+            ):
+                if max_retries > -1 and retries >= max_retries:
+                    await self._fail(con, pid, EXEC_TIMEOUT_ERROR, now_ns)
+                    others += await self._resolve(con, graph_id, pid, rows.strs(children), False, now_ns)
+                else:
+                    await self._to_waiting(con, pid, spec, prio, colony, max_wait, now_ns, retry=True)
+                    await self._event(con, pid, now_ns, "requeued", "", "execution deadline passed")
+                changed.append(pid)
+            for pid, graph_id, children in await con.fetch(
+                "SELECT process_id, processgraph_id, children FROM processes WHERE state = 0 AND wait_deadline > 0"
+                " AND wait_deadline < $1 ORDER BY wait_deadline LIMIT $2 FOR UPDATE SKIP LOCKED", now_ns, limit
+            ):
+                await self._fail(con, pid, WAIT_TIMEOUT_ERROR, now_ns)
+                others += await self._resolve(con, graph_id, pid, rows.strs(children), False, now_ns)
+                changed.append(pid)
+            result = [p for p in [await self._get(con, pid) for pid in changed] if p is not None]
+            return result + others
+
+        return await self._run(tx)
+
+    async def _fail(self, con: Con, pid: str, error: str, now: int) -> None:
+        await con.execute("UPDATE processes SET state = 3, end_time = $1, exec_deadline = 0, errors = $2"
+                          " WHERE process_id = $3", now, js([error]), pid)
+        await con.execute("DELETE FROM process_targets WHERE process_id = $1", pid)
+        await self._event(con, pid, now, "failed", "", error)
+
+    _ORDER = {WAITING: "priority_time ASC", RUNNING: "start_time ASC"}
+
+    async def list_processes(self, q: ProcessQuery) -> list[Process]:
+        where: list[str] = ["colony_name = $1"]
+        args: list[Any] = [q.colony]
+
+        def add(cond: str, value: Any) -> None:
+            args.append(value)
+            where.append(f"{cond} = ${len(args)}")
+
+        if q.state >= 0:
+            add("state", q.state)
+        if q.processgraphid:
+            add("processgraph_id", q.processgraphid)
+        if q.executortype:
+            add("executor_type", q.executortype)
+        elif q.initiator:
+            add("initiator_name", q.initiator)
+        elif q.label:
+            add("label", q.label)
+        order = self._ORDER.get(q.state, "end_time DESC" if q.state >= 0 else "submission_time DESC")
+        args.append(q.count)
+        sql = f"SELECT {_P} FROM processes WHERE {' AND '.join(where)} ORDER BY {order}, seq LIMIT ${len(args)}"
+        return [rows.process(r) for r in await self._all(sql, *args)]
+
+    async def process_history(self, colony: str, executor_id: str, since_ns: int, state: int) -> list[Process]:
+        sql = f"SELECT {_P} FROM processes WHERE colony_name = $1 AND submission_time > $2 AND state = $3"
+        args: list[Any] = [colony, since_ns, state]
+        if executor_id:
+            sql += " AND assigned_executor_id = $4"
+            args.append(executor_id)
+        return [rows.process(r) for r in await self._all(sql + " ORDER BY submission_time ASC, seq LIMIT 10000",
+                                                         *args)]
+
+    async def remove_process(self, process_id: str) -> None:
+        async with self._tx() as con:
+            await self._delete_processes(con, "process_id = $1", (process_id,))
+
+    async def _delete_processes(self, con: Con, where: str, args: Sequence[Any]) -> None:
+        sub = f"SELECT process_id FROM processes WHERE {where}"
+        for table, col in (("attributes", "target_id"), ("process_targets", "process_id"),
+                           ("process_events", "process_id"), ("logs", "process_id")):
+            await con.execute(f"DELETE FROM {table} WHERE {col} IN ({sub})", *args)
+        await con.execute(f"DELETE FROM processes WHERE {where}", *args)
+
+    async def remove_all_processes(self, colony: str, state: int) -> None:
+        async with self._tx() as con:
+            if state < 0:
+                await self._delete_processes(con, "colony_name = $1 AND processgraph_id = '' AND state != 1",
+                                             (colony,))
+            else:
+                await self._delete_processes(con, "colony_name = $1 AND processgraph_id = '' AND state = $2",
+                                             (colony, state))
+
+    async def statistics(self, colony: str | None) -> Statistics:
+        st = Statistics()
+        if colony is None:
+            st.colonies = int(await self.pool.fetchval("SELECT count(*) FROM colonies"))
+            ex = await self._all("SELECT state, count(*) FROM executors GROUP BY state")
+            pr = await self._all("SELECT state, count(*) FROM processes GROUP BY state")
+            gr = await self._all("SELECT state, count(*) FROM processgraphs GROUP BY state")
+        else:
+            st.colonies = 1
+            ex = await self._all("SELECT state, count(*) FROM executors WHERE colony_name = $1 GROUP BY state",
+                                 colony)
+            pr = await self._all("SELECT state, count(*) FROM processes WHERE colony_name = $1 GROUP BY state",
+                                 colony)
+            gr = await self._all("SELECT state, count(*) FROM processgraphs WHERE colony_name = $1 GROUP BY state",
+                                 colony)
+        exs = {r[0]: int(r[1]) for r in ex}
+        st.executors = sum(n for s, n in exs.items() if s != ExecutorState.UNREGISTERED)
+        st.activeexecutors = exs.get(int(ExecutorState.APPROVED), 0)
+        st.unregisteredexecutors = exs.get(int(ExecutorState.UNREGISTERED), 0)
+        p = {r[0]: int(r[1]) for r in pr}
+        g = {r[0]: int(r[1]) for r in gr}
+        st.waitingprocesses, st.runningprocesses = p.get(0, 0), p.get(1, 0)
+        st.successfulprocesses, st.failedprocesses, st.cancelledprocesses = p.get(2, 0), p.get(3, 0), p.get(4, 0)
+        st.waitingworkflows, st.runningworkflows = g.get(0, 0), g.get(1, 0)
+        st.successfulworkflows, st.failedworkflows, st.cancelledworkflows = g.get(2, 0), g.get(3, 0), g.get(4, 0)
+        return st
+
+    async def process_events(self, process_id: str) -> list[ProcessEvent]:
+        return [ProcessEvent(seq=r[0], processid=r[1], timestamp=r[2], event=r[3], actorid=r[4], detail=r[5])
+                for r in await self._all("SELECT seq, process_id, ts, event, actor, detail FROM process_events"
+                                         " WHERE process_id = $1 ORDER BY seq", process_id)]
+
+    # -- attributes and functions --------------------------------------------------------------------------------
+    async def add_attribute(self, attribute: Attribute, now_ns: int) -> None:
+        a = attribute
+        try:
+            await self.pool.execute(
+                f"INSERT INTO attributes ({rows.ATTRIBUTE_COLS}, added) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+                a.attributeid, a.targetid, a.targetcolonyname, a.targetprocessgraphid, a.attributetype, a.key,
+                a.value, now_ns)
+        except asyncpg.UniqueViolationError:
+            raise Conflict("an attribute with that key and type already exists on the process") from None
+
+    async def get_attribute(self, attribute_id: str) -> Attribute | None:
+        row = await self._one(f"SELECT {rows.ATTRIBUTE_COLS} FROM attributes WHERE attribute_id = $1", attribute_id)
+        if row is None:
+            return None
+        st = await self._one("SELECT state FROM processes WHERE process_id = $1", row[1])
+        return rows.attribute(row, st[0] if st else 0)
+
+    async def add_function(self, function: Function) -> None:
+        f = function
+        await self.pool.execute(
+            f"INSERT INTO functions ({rows.FUNCTION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+            f.functionid, f.executorname, f.executortype, f.colonyname, f.funcname, f.description,
+            js(f.args) if f.args else None, 0, 0, 0, 0, 0, 0, 0, f.locationname)
+
+    async def get_function(self, function_id: str) -> Function | None:
+        row = await self._one(f"SELECT {rows.FUNCTION_COLS} FROM functions WHERE function_id = $1", function_id)
+        return rows.function(row) if row else None
+
+    async def list_functions(self, colony: str, executor_name: str) -> list[Function]:
+        if executor_name:
+            found = await self._all(f"SELECT {rows.FUNCTION_COLS} FROM functions WHERE colony_name = $1"
+                                    " AND executor_name = $2 ORDER BY funcname COLLATE \"C\"", colony, executor_name)
+        else:
+            found = await self._all(f"SELECT {rows.FUNCTION_COLS} FROM functions WHERE colony_name = $1"
+                                    " ORDER BY executor_name COLLATE \"C\", funcname COLLATE \"C\"", colony)
+        return [rows.function(r) for r in found]
+
+    async def remove_function(self, function_id: str) -> None:
+        await self.pool.execute("DELETE FROM functions WHERE function_id = $1", function_id)
+
+    async def record_function_run(self, colony: str, executor_name: str, funcname: str, wait_s: float,
+                                  exec_s: float) -> None:
+        # One statement; a no-op when the executor registered no such function.
+        await self.pool.execute(
+            "UPDATE functions SET counter = counter + 1,"
+            " min_wait = CASE WHEN counter = 0 THEN $1 ELSE least(min_wait, $1) END, max_wait = greatest(max_wait, $1),"
+            " min_exec = CASE WHEN counter = 0 THEN $2 ELSE least(min_exec, $2) END, max_exec = greatest(max_exec, $2),"
+            " avg_wait = CASE WHEN counter = 0 THEN $1 ELSE (avg_wait + $1) / 2 END,"
+            " avg_exec = CASE WHEN counter = 0 THEN $2 ELSE (avg_exec + $2) / 2 END"
+            " WHERE colony_name = $3 AND executor_name = $4 AND funcname = $5",
+            float(wait_s), float(exec_s), colony, executor_name, funcname)
+
+
+def _count(status: str) -> int:
+    """Rows touched, from an asyncpg command status such as `UPDATE 1`."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _ns(dt: Any) -> int:
+    if dt == ZERO_TIME:
+        return 0
+    return int(dt.timestamp() * NS)
