@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 
@@ -34,7 +35,9 @@ def generate_prvkey() -> str:
             return d.to_bytes(32, "big").hex()
 
 
+@functools.lru_cache(maxsize=64)
 def _prvkey(prvkey: str) -> coincurve.PrivateKey:
+    """A parsed key (cached: a client signs every request with the same few keys)."""
     try:
         raw = bytes.fromhex(prvkey)
     except ValueError as exc:

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from colonies.clock import NS
+from colonies.clock import NS, ZERO_TIME
 from colonies.errors import Conflict, StorageError
 from colonies.model import (
     Attribute,
@@ -623,8 +623,6 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
 
 
 def _ns(dt: Any) -> int:
-    from colonies.clock import ZERO_TIME
-
     if dt == ZERO_TIME:
         return 0
     return int(dt.timestamp() * NS)
