@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from colonies.clock import Clock, SystemClock
+from colonies.cluster import Leadership, create_leadership
 from colonies.config import Config
 from colonies.loops import schedules, steps
 from colonies.loops.runner import Runner
@@ -24,9 +25,12 @@ log = logging.getLogger("colonies.server")
 
 
 def create_app(config: Config, storage: Storage, clock: Clock | None = None,
-               run_loops: bool = True) -> Starlette:
-    services = Services(config=config, storage=storage, clock=clock or SystemClock())
-    runner = Runner(services.now, lambda: services.is_leader)
+               run_loops: bool = True, leadership: Leadership | None = None) -> Starlette:
+    """Deadlines run on every replica; crons, generators, retention and stale-executor cleanup only
+    while `leadership.is_leader()` (see colonies.cluster)."""
+    services = Services(config=config, storage=storage, clock=clock or SystemClock(),
+                        leadership=leadership or create_leadership(config))
+    runner = Runner(services.now, services.is_leader)
     runner.add("deadlines", config.timeout_period_ms / 1000, lambda now: steps.deadlines(services, now))
     runner.add("stale-executors", config.cleanup_interval_s, lambda now: steps.stale_executors(services, now),
                leader_only=True)
@@ -37,6 +41,8 @@ def create_app(config: Config, storage: Storage, clock: Clock | None = None,
     if config.retention:
         runner.add("retention", 60, lambda now: schedules.retention(services, now), leader_only=True)
     api = ApiApp(services)
+    leader = services.leadership
+    assert leader is not None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -44,11 +50,13 @@ def create_app(config: Config, storage: Storage, clock: Clock | None = None,
         if config.server_id and await storage.get_server_id() != config.server_id:
             await storage.set_server_id(config.server_id)
         if run_loops:
+            await leader.start()
             runner.start()
         try:
             yield
         finally:
-            await runner.stop()
+            await runner.stop()  # leader-only work ends before we resign
+            await leader.stop()
             await storage.close()
 
     async def health(request: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from colonies.clock import to_datetime
+from colonies.cluster import EMPTY_NODE
 from colonies.errors import BadRequest, Forbidden, NotFound
 from colonies.model import Colony, Executor, ExecutorState, Statistics, User
 from colonies.protocol import messages as m
@@ -55,9 +56,10 @@ async def get_statistics(s: Services, signer: str, msg: m.GetStatisticsMsg) -> S
 
 async def get_cluster(s: Services, signer: str, msg: m.GetClusterMsg) -> dict[str, Any]:
     await s.guard.server_owner(signer)
-    me = {"name": "local", "host": s.config.bind, "port": 0, "peerport": 0, "relayport": 0,
-          "apiport": s.config.port}
-    return {"nodes": [me], "leader": me}
+    assert s.leadership is not None
+    await s.leadership.refresh()
+    leader = s.leadership.leader() or EMPTY_NODE
+    return {"nodes": [n.to_wire() for n in s.leadership.nodes()], "leader": leader.to_wire()}
 
 
 async def change_colony_id(s: Services, signer: str, msg: m.ChangeColonyIdMsg) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from colonies.channels import ChannelHub
 from colonies.clock import Clock
+from colonies.cluster import Leadership, SingleNode, local_node
 from colonies.config import Config
 from colonies.errors import BadRequest
 from colonies.protocol.crypto import sha3_hex
@@ -26,10 +27,17 @@ class Services:
     bus: EventBus = field(default_factory=EventBus)
     channels: ChannelHub = field(default_factory=ChannelHub)
     guard: Guard = field(init=False)
-    is_leader: bool = True
+    leadership: Leadership | None = None
 
     def __post_init__(self) -> None:
         self.guard = Guard(self.storage, self.clock.now_ns)
+        if self.leadership is None:
+            self.leadership = SingleNode(local_node(self.config))
+
+    def is_leader(self) -> bool:
+        """Whether leader-only work (crons, generators, retention, stale cleanup) may run here now."""
+        assert self.leadership is not None
+        return self.leadership.is_leader()
 
     def now(self) -> int:
         return self.clock.now_ns()

@@ -1,0 +1,230 @@
+"""Leadership against a real etcd server (Debian etcd-server 3.4, started by scripts/services).
+
+Skips when etcd is not reachable, except in CI (CI=true), where that is a failure. Every test uses
+its own key prefix, so tests never see each other's leaders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from colonies.cluster import EtcdLeadership, NodeInfo, SingleNode, create_leadership
+from colonies.config import Config
+from tests.conftest import CI
+
+TTL = 3  # seconds; small so failover tests stay short (production default: 5)
+
+
+def etcd_endpoint() -> str:
+    ep = os.environ.get("COLONIES_TEST_ETCD", "127.0.0.1:2379")
+    return ep if "://" in ep else f"http://{ep}"
+
+
+@pytest.fixture(scope="session")
+def etcd() -> Iterator[str]:
+    ep = etcd_endpoint()
+    try:
+        ok = httpx.get(f"{ep}/health", timeout=2, trust_env=False).json().get("health") == "true"
+    except (httpx.HTTPError, ValueError):
+        ok = False
+    if not ok:
+        if CI:
+            pytest.fail(f"etcd is not reachable at {ep} (scripts/services starts it)")
+        pytest.skip(f"etcd is not reachable at {ep}")
+    yield ep
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"/colonies-test/{uuid.uuid4().hex}"
+
+
+def node(name: str, port: int) -> NodeInfo:
+    return NodeInfo(name=name, host="127.0.0.1", apiport=port)
+
+
+@pytest.fixture
+async def pair(etcd: str, prefix: str) -> AsyncIterator[tuple[EtcdLeadership, EtcdLeadership]]:
+    a = EtcdLeadership([etcd], node("a", 1001), ttl_s=TTL, prefix=prefix)
+    b = EtcdLeadership([etcd], node("b", 1002), ttl_s=TTL, prefix=prefix)
+    await a.start()
+    await b.start()
+    try:
+        yield a, b
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def until(cond: object, timeout: float, what: str) -> float:
+    """Poll `cond()` every 5 ms; the monotonic time it first held. Fails after `timeout` seconds."""
+    assert callable(cond)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return time.monotonic()
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Watch:
+    """Samples is_leader() of several replicas every 2 ms and records each change with its time."""
+
+    def __init__(self, *members: EtcdLeadership) -> None:
+        self.members = members
+        self.changes: list[tuple[float, str, bool]] = []
+        self.both = 0  # samples in which more than one replica claimed leadership
+        self._last = {m.node.name: m.is_leader() for m in self.members}
+        self._task = asyncio.create_task(self._sample())
+
+    async def _sample(self) -> None:
+        last = self._last
+        while True:
+            states = {m.node.name: m.is_leader() for m in self.members}
+            if sum(states.values()) > 1:
+                self.both += 1
+            for name, state in states.items():
+                if state != last[name]:
+                    self.changes.append((time.monotonic(), name, state))
+            last = states
+            await asyncio.sleep(0.002)
+
+    def first(self, name: str, state: bool) -> float:
+        return next(t for t, n, s in self.changes if n == name and s == state)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+
+def the_leader(a: EtcdLeadership, b: EtcdLeadership) -> tuple[EtcdLeadership, EtcdLeadership]:
+    assert a.is_leader() != b.is_leader()
+    return (a, b) if a.is_leader() else (b, a)
+
+
+async def test_single_node_is_always_leader() -> None:
+    lead = create_leadership(Config(port=1234, node_name="solo"))
+    assert isinstance(lead, SingleNode)
+    await lead.start()
+    assert lead.is_leader() and lead.fencing_token() > 0
+    assert lead.leader() == lead.nodes()[0] and lead.nodes()[0].name == "solo"
+    assert lead.nodes()[0].apiport == 1234
+    await lead.stop()
+
+
+async def test_config_builds_etcd_leadership(etcd: str, prefix: str) -> None:
+    cfg = Config.from_env({"COLONIES_ETCD_ENDPOINTS": etcd.removeprefix("http://"), "COLONIES_ETCD_TTL": "4",
+                           "COLONIES_NODE_NAME": "n1", "COLONIES_ETCD_PREFIX": prefix,
+                           "COLONIES_SERVER_PORT": "4321"})
+    lead = create_leadership(cfg)
+    assert isinstance(lead, EtcdLeadership) and lead.ttl_s == 4 and lead.node.name == "n1"
+    await lead.start()
+    try:
+        await until(lead.is_leader, 5, "the only replica to lead")
+        assert lead.leader() == NodeInfo(name="n1", host="127.0.0.1", apiport=4321)
+    finally:
+        await lead.stop()
+    assert not lead.is_leader()
+
+
+async def test_exactly_one_leader_and_both_registered(pair: tuple[EtcdLeadership, EtcdLeadership]) -> None:
+    a, b = pair
+    watch = Watch(a, b)
+    await until(lambda: a.is_leader() or b.is_leader(), 5, "a leader")
+    leader, follower = the_leader(a, b)
+    await until(lambda: follower.leader() == leader.node, 5, "the follower to see the leader")
+    await until(lambda: len(follower.nodes()) == 2, 5, "both registrations")
+    await a.refresh()
+    assert [n.name for n in a.nodes()] == ["a", "b"]
+    assert leader.fencing_token() > 0 and follower.fencing_token() == 0
+    # Stable: nobody changes their mind over a few keepalive periods (bounded by one TTL).
+    start = time.monotonic()
+    while time.monotonic() - start < TTL:
+        assert leader.is_leader() and not follower.is_leader()
+        await asyncio.sleep(0.05)
+    await watch.close()
+    assert watch.both == 0
+
+
+async def test_stopping_the_leader_hands_over(pair: tuple[EtcdLeadership, EtcdLeadership]) -> None:
+    a, b = pair
+    await until(lambda: a.is_leader() or b.is_leader(), 5, "a leader")
+    old, new = the_leader(a, b)
+    first_token = old.fencing_token()
+    watch = Watch(a, b)
+    stopped = time.monotonic()
+    await old.stop()
+    took_over = await until(new.is_leader, TTL, "the other replica to take over")
+    await watch.close()
+    assert watch.both == 0
+    assert watch.first(old.node.name, False) < watch.first(new.node.name, True)
+    assert new.fencing_token() > first_token
+    print(f"graceful handover: {took_over - stopped:.2f} s")
+    await until(lambda: [n.name for n in new.nodes()] == [new.node.name], 2 * TTL, "the stopped node to leave")
+
+
+async def test_dead_leader_steps_down_before_successor_starts(
+        pair: tuple[EtcdLeadership, EtcdLeadership]) -> None:
+    a, b = pair
+    await until(lambda: a.is_leader() or b.is_leader(), 5, "a leader")
+    old, new = the_leader(a, b)
+    first_token = old.fencing_token()
+    lease = old.lease_id
+    watch = Watch(a, b)
+    # Simulate a dead (or hung) leader: its keepalive task stops and its lease is NOT revoked.
+    assert old._task is not None
+    old._task.cancel()
+    died = time.monotonic()
+    took_over = await until(new.is_leader, TTL + 3, "the other replica to take over")
+    await watch.close()
+    deposed = watch.first(old.node.name, False)
+    assert deposed < took_over
+    assert watch.first(new.node.name, True) > deposed
+    assert watch.both == 0
+    assert new.fencing_token() > first_token
+    assert not old.is_leader()
+    print(f"dead leader (lease {lease:x}): deposed after {deposed - died:.2f} s, "
+          f"successor after {took_over - died:.2f} s (TTL {TTL} s)")
+    assert took_over - died <= TTL + 2
+
+
+async def test_default_ttl_failover_within_ten_seconds(etcd: str, prefix: str) -> None:
+    a = EtcdLeadership([etcd], node("a", 1), prefix=prefix)  # default TTL 5 s
+    b = EtcdLeadership([etcd], node("b", 2), prefix=prefix)
+    await a.start()
+    await until(a.is_leader, 5, "a to lead")
+    await b.start()
+    await until(lambda: b.leader() == a.node, 5, "b to see a")
+    assert a._task is not None
+    a._task.cancel()  # dies without revoking
+    died = time.monotonic()
+    try:
+        took_over = await until(b.is_leader, 10, "b to take over within 10 s")
+        print(f"failover with the default TTL: {took_over - died:.2f} s")
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_etcd_unreachable_means_not_leader(prefix: str) -> None:
+    lead = EtcdLeadership(["http://127.0.0.1:9"], node("x", 1), ttl_s=2, prefix=prefix)
+    await lead.start()
+    try:
+        await asyncio.sleep(0)  # let the task try once; leadership must never be claimed
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            assert not lead.is_leader()
+            await asyncio.sleep(0.05)
+        assert lead.leader() is None
+    finally:
+        await lead.stop()
