@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -233,8 +234,9 @@ def _pg_admin(dsn: str, sql: str) -> None:
     run_async(run)
 
 
-@pytest.fixture
-def pg_database() -> Iterator[PgDatabase]:
+@contextmanager
+def fresh_pg_database() -> Iterator[PgDatabase]:
+    """A new, uniquely named database on the test PostgreSQL, dropped on exit."""
     from urllib.parse import urlsplit, urlunsplit
 
     base = pg_dsn()
@@ -247,3 +249,9 @@ def pg_database() -> Iterator[PgDatabase]:
         yield db
     finally:
         _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_database() -> Iterator[PgDatabase]:
+    with fresh_pg_database() as db:
+        yield db

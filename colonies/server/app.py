@@ -47,6 +47,9 @@ def create_app(config: Config, storage: Storage, clock: Clock | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await storage.open()
+        # A shared database (PostgreSQL) carries events between replicas: see colonies.cluster_events.
+        listen = getattr(storage, "listen", None)
+        events = await listen(services.bus) if listen is not None else None
         if config.server_id and await storage.get_server_id() != config.server_id:
             await storage.set_server_id(config.server_id)
         if run_loops:
@@ -57,6 +60,8 @@ def create_app(config: Config, storage: Storage, clock: Clock | None = None,
         finally:
             await runner.stop()  # leader-only work ends before we resign
             await leader.stop()
+            if events is not None:
+                await events.stop()
             await storage.close()
 
     async def health(request: Request) -> Response:

@@ -43,7 +43,9 @@ from colonies.storage.postgres_schedules import PostgresSchedulesMixin
 from colonies.storage.postgres_workflows import PostgresWorkflowsMixin
 
 if TYPE_CHECKING:
+    from colonies.cluster_events import ClusterEvents
     from colonies.config import Config
+    from colonies.scheduler import EventBus
 
 _P = rows.PROCESS_COLS
 WAITING, RUNNING, SUCCESS, FAILED, CANCELLED = (int(s) for s in ProcessState)
@@ -112,6 +114,15 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+    async def listen(self, bus: EventBus) -> ClusterEvents:
+        """Start cross-replica wakeups for `bus` (LISTEN/NOTIFY on a dedicated connection); the caller
+        stops the returned object before closing the storage."""
+        from colonies.cluster_events import ClusterEvents
+
+        events = ClusterEvents(self.dsn, bus, self)
+        await events.start()
+        return events
 
     async def schema_version(self) -> int:
         return int(await self.pool.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
@@ -655,6 +666,16 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
             " avg_exec = CASE WHEN counter = 0 THEN $2 ELSE (avg_exec + $2) / 2 END"
             " WHERE colony_name = $3 AND executor_name = $4 AND funcname = $5",
             float(wait_s), float(exec_s), colony, executor_name, funcname)
+
+    # -- replay protection ---------------------------------------------------------------------------------
+    async def remember_nonce(self, nonce: str, signer: str, expires_ns: int) -> bool:
+        status = await self.pool.execute(
+            "INSERT INTO nonces (nonce, signer, expires) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            nonce, signer, expires_ns)
+        return _count(status) == 1
+
+    async def purge_nonces(self, now_ns: int) -> None:
+        await self.pool.execute("DELETE FROM nonces WHERE expires < $1", now_ns)
 
 
 def _count(status: str) -> int:
