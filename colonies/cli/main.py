@@ -1,61 +1,47 @@
-"""The `colonies` command. Heavy imports happen inside commands, so `--help` stays fast."""
+"""The `colonies` command. Heavy imports happen inside commands, so `--help` stays fast.
+
+One module per command group (server, identity, process, workflow, schedule, logs, run); they share
+their options and output helpers through `common`.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
+from colonies.cli.common import TARGET, CLIError
+from colonies.cli.identity import colony_app, executor_app, security_app, user_app
+from colonies.cli.logs import attribute_app, log_app
+from colonies.cli.process import function_app, process_app
+from colonies.cli.run import executor_run
+from colonies.cli.schedule import cron_app, generator_app
+from colonies.cli.server import cluster_app, config, server_app
+from colonies.cli.workflow import workflow_app
+
 app = typer.Typer(help="Colonies: a zero-trust, pull-based meta-orchestrator.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
-server_app = typer.Typer(help="Run and inspect a server.", no_args_is_help=True)
-security_app = typer.Typer(help="Keys and identities.", no_args_is_help=True)
-app.add_typer(server_app, name="server")
-app.add_typer(security_app, name="security")
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
+for sub, name in ((server_app, "server"), (colony_app, "colony"), (user_app, "user"), (executor_app, "executor"),
+                  (function_app, "function"), (process_app, "process"), (workflow_app, "workflow"),
+                  (generator_app, "generator"), (cron_app, "cron"), (log_app, "log"),
+                  (attribute_app, "attribute"), (security_app, "security"), (cluster_app, "cluster")):
+    app.add_typer(sub, name=name)
+executor_app.command("run")(executor_run)
+app.command("config")(config)
 
 
-@server_app.command("start")
-def server_start(
-    port: int = typer.Option(None, "--port", help="API port [env: COLONIES_SERVER_PORT, default 50080]"),
-    bind: str = typer.Option(None, "--bind", help="Address to listen on [env: COLONIES_SERVER_BIND, default 127.0.0.1]"),
-    db_path: str = typer.Option(None, "--db", help="SQLite file [env: COLONIES_DB_PATH, default colonies.db]"),
-    server_id: str = typer.Option(None, "--server-id", help="Server owner id [env: COLONIES_SERVER_ID]"),
+@app.callback()
+def root(
+    host: Annotated[str, typer.Option("--host", envvar="COLONIES_SERVER_HOST", help="Server host.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", envvar="COLONIES_SERVER_PORT", help="Server port.")] = 50080,
+    tls: Annotated[bool, typer.Option("--tls", envvar="COLONIES_TLS", help="Use HTTPS.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", envvar="COLONIES_VERBOSE",
+                                          help="Show tracebacks on errors.")] = False,
 ) -> None:
-    """Start a server (SQLite by default; COLONIES_DB_TYPE=postgresql for PostgreSQL)."""
-    from colonies.config import Config
-    from colonies.serve import serve
-
-    config = Config.from_env(port=port, bind=bind, db_path=db_path, server_id=server_id)
-    if not config.server_id:
-        server_prv = os.environ.get("COLONIES_SERVER_PRVKEY")
-        if server_prv:
-            from colonies.protocol.crypto import id_of
-
-            config = config.with_(server_id=id_of(server_prv))
-    serve(config)
-
-
-@security_app.command("generate")
-def security_generate() -> None:
-    """Print a new private key and its id."""
-    from colonies.protocol.crypto import generate_prvkey, id_of
-
-    prv = generate_prvkey()
-    typer.echo(f"Id:         {id_of(prv)}")
-    typer.echo(f"PrvKey:     {prv}")
-
-
-@security_app.command("id")
-def security_id(prvkey: str = typer.Option(..., "--prvkey", help="Private key (64 hex chars)")) -> None:
-    """Print the id of a private key."""
-    from colonies.protocol.crypto import id_of
-
-    try:
-        typer.echo(id_of(prvkey))
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    """Colonies: a zero-trust, pull-based meta-orchestrator."""
+    TARGET.host, TARGET.port, TARGET.tls, TARGET.verbose = host, port, tls, verbose
 
 
 @app.command("dev")
@@ -78,5 +64,30 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _message(exc: BaseException) -> str:
+    """One line for a user: what failed, without the traceback."""
+    from colonies.errors import ClientError
+
+    if isinstance(exc, CLIError):
+        return str(exc)
+    if isinstance(exc, ClientError):
+        return f"{exc.message} (status {exc.status})"
+    mod = type(exc).__module__
+    if mod.startswith("httpx") or mod.startswith("httpcore"):
+        return f"cannot reach the server at {TARGET.host}:{TARGET.port}: {exc or type(exc).__name__}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def main() -> None:
-    app()
+    # Standalone mode: typer reports usage errors and handles Exit; anything else lands here.
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if TARGET.verbose or os.environ.get("COLONIES_VERBOSE", "").lower() in ("1", "true"):
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {_message(exc)}", file=sys.stderr)
+        sys.exit(1)

@@ -26,6 +26,7 @@ from colonies.model import (
     Process,
     ProcessEvent,
     ProcessGraph,
+    ServerInfo,
     Statistics,
     User,
     WorkflowSpec,
@@ -300,6 +301,39 @@ class ClientCore:
     def search_logs(self, colony: str, text: str, days: int = 1, count: int = 100) -> Call[list[Log]]:
         msg = {"msgtype": "searchlogsmsg", "colonyname": colony, "text": text, "days": days, "count": count}
         return Call(msg, list[Log] | None)
+
+
+    # -- used by the CLI ----------------------------------------------------------------------------------
+    def get_user(self, colony: str, name: str) -> Call[User]:
+        return Call({"msgtype": "getusermsg", "colonyname": colony, "name": name}, User)
+
+    def get_executor_by_id(self, colony: str, executor_id: str) -> Call[Executor]:
+        msg = {"msgtype": "getexecutorbyidmsg", "colonyname": colony, "executorid": executor_id}
+        return Call(msg, Executor)
+
+    def get_attribute(self, attribute_id: str) -> Call[Attribute]:
+        return Call({"msgtype": "getattributemsg", "attributeid": attribute_id}, Attribute)
+
+    def pause_status(self, colony: str) -> Call[dict[str, Any]]:
+        return Call({"msgtype": "getpausestatusmsg", "colonyname": colony}, dict[str, Any])
+
+    def server_info(self) -> Call[ServerInfo]:
+        return Call({"msgtype": "getserverinfomsg"}, ServerInfo)
+
+    def get_cluster(self) -> Call[dict[str, Any]]:
+        return Call({"msgtype": "getclustermsg"}, dict[str, Any])
+
+    def remove_function(self, function_id: str) -> Call[None]:
+        return Call({"msgtype": "removefunctionmsg", "functionid": function_id}, None)
+
+    def remove_all_processgraphs(self, colony: str, state: int = -1) -> Call[None]:
+        return Call({"msgtype": "removeallprocessgraphsmsg", "colonyname": colony, "state": state}, None)
+
+    def process_history(self, colony: str, seconds: int, state: int = -1, executor_id: str = ""
+                        ) -> Call[list[Process]]:
+        msg = {"msgtype": "getprocesshistmsg", "colonyname": colony, "executorid": executor_id,
+               "seconds": seconds, "state": state}
+        return Call(msg, list[Process] | None)
 
 
 API = tuple(
