@@ -10,35 +10,24 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 
-import httpx
 import pytest
 
 from colonies.cluster import EtcdLeadership, NodeInfo, SingleNode, create_leadership
 from colonies.config import Config
-from tests.conftest import CI
+from colonies.server.app import create_app
+from colonies.storage.sqlite import SqliteStorage
+from tests.conftest import etcd_endpoint
+from tests.inproc import TestClient
 
 TTL = 3  # seconds; small so failover tests stay short (production default: 5)
 
 
-def etcd_endpoint() -> str:
-    ep = os.environ.get("COLONIES_TEST_ETCD", "127.0.0.1:2379")
-    return ep if "://" in ep else f"http://{ep}"
-
-
 @pytest.fixture(scope="session")
-def etcd() -> Iterator[str]:
-    ep = etcd_endpoint()
-    try:
-        ok = httpx.get(f"{ep}/health", timeout=2, trust_env=False).json().get("health") == "true"
-    except (httpx.HTTPError, ValueError):
-        ok = False
-    if not ok:
-        if CI:
-            pytest.fail(f"etcd is not reachable at {ep} (scripts/services starts it)")
-        pytest.skip(f"etcd is not reachable at {ep}")
-    yield ep
+def etcd() -> str:
+    return f"http://{etcd_endpoint()}"
 
 
 @pytest.fixture
@@ -228,3 +217,38 @@ async def test_etcd_unreachable_means_not_leader(prefix: str) -> None:
         assert lead.leader() is None
     finally:
         await lead.stop()
+
+
+def test_only_the_leader_app_runs_leader_only_loops(etcd: str, prefix: str, tmp_path: Path) -> None:
+    """Two in-process servers sharing nothing but etcd (each its own SQLite file): the runner of
+    only one of them runs crons and generators; both run deadlines. Stopping it hands them over."""
+
+    def app(name: str) -> TestClient:
+        cfg = Config(db_path=str(tmp_path / f"{name}.db"), etcd_endpoints=etcd, etcd_prefix=prefix,
+                     etcd_ttl_s=TTL, node_name=name, cron_period_ms=50, generator_period_ms=50,
+                     timeout_period_ms=50)
+        return TestClient(create_app(cfg, SqliteStorage(cfg.db_path)))
+
+    def runs(tc: TestClient, loop: str) -> int:
+        return next(lp.runs for lp in tc.app.state.runner.loops if lp.name == loop)  # type: ignore[attr-defined]
+
+    def leading(tc: TestClient) -> bool:
+        return bool(tc.app.state.services.is_leader())  # type: ignore[attr-defined]
+
+    def wait(cond: object, timeout: float, what: str) -> None:
+        assert callable(cond)
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.01)
+
+    with app("a") as a, app("b") as b:
+        wait(lambda: leading(a) or leading(b), 5, "a leader")
+        leader, follower = (a, b) if leading(a) else (b, a)
+        base = runs(leader, "crons")
+        wait(lambda: runs(leader, "crons") >= base + 5 and runs(follower, "deadlines") >= 5, 5, "loops to run")
+        assert runs(follower, "crons") == 0 and runs(follower, "generators") == 0
+        assert runs(leader, "generators") > 0 and runs(leader, "deadlines") > 0
+        leader.__exit__(None, None, None)  # graceful shutdown: the runner stops, then the lease is revoked
+        wait(lambda: runs(follower, "crons") >= 3, TTL + 2, "the follower to take over the crons")
+        assert leading(follower)
