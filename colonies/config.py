@@ -31,6 +31,9 @@ class Config:
     tls: bool = field(default=False, metadata={"env": "COLONIES_TLS"})
     tls_cert: str = field(default="", metadata={"env": "COLONIES_TLSCERT"})
     tls_key: str = field(default="", metadata={"env": "COLONIES_TLSKEY"})
+    replay_window_s: int = field(default=300, metadata={"env": "COLONIES_REPLAY_WINDOW"})
+    require_fresh_signatures: bool = field(default=False,
+                                           metadata={"env": "COLONIES_REQUIRE_FRESH_SIGNATURES"})
     allow_executor_reregister: bool = field(
         default=False, metadata={"env": "COLONIES_ALLOW_EXECUTOR_REREGISTER"}
     )

@@ -33,6 +33,7 @@ from colonies.model import (
 )
 from colonies.model import Generator as WorkflowGenerator  # not collections.abc.Generator
 from colonies.protocol import crypto, envelope
+from colonies.replay import stamp
 
 T = TypeVar("T")
 _enc = msgspec.json.Encoder()
@@ -65,7 +66,8 @@ class SigningAuth(httpx.Auth):
 
 
 def unsigned_envelope(msg: dict[str, Any]) -> bytes:
-    payload = envelope._b64(_enc.encode(msg))
+    """The envelope to sign; the payload carries a fresh timestamp and nonce (colonies.replay)."""
+    payload = envelope._b64(_enc.encode(stamp(msg)))
     return _enc.encode({"payloadtype": msg["msgtype"], "payload": payload, "signature": ""})
 
 

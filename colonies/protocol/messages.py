@@ -25,6 +25,10 @@ from colonies.model import (
 
 class Msg(msgspec.Struct, kw_only=True):
     msgtype: str = ""
+    # Replay protection (our extension, colonies.replay): Unix ns and a random token, inside the
+    # signed payload. The original server ignores them; absent means 0 / "".
+    timestamp: int = 0
+    nonce: str = ""
 
 
 # -- unauthenticated ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from colonies.errors import BadRequest, ColoniesError, Forbidden, Internal, Payl
 from colonies.model import Backend, ServerInfo
 from colonies.protocol import envelope
 from colonies.protocol.messages import Msg, VersionMsg
+from colonies.replay import Freshness
 from colonies.scheduler import DISCONNECTED
 from colonies.server.dispatch import HANDLERS, MEMBERSHIP_CHANGES, REPLY_TYPE
 from colonies.server.services import Services
@@ -27,6 +28,8 @@ class ApiApp:
         self.s = services
         self.max_body = services.config.max_body_bytes
         self.requests = 0
+        c = services.config
+        self.fresh = Freshness(services.storage, services.now, c.replay_window_s, c.require_fresh_signatures)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "OPTIONS":
@@ -75,6 +78,8 @@ class ApiApp:
         handler = HANDLERS.get(req.payloadtype)
         if handler is None:
             raise Forbidden(f"invalid rpcMsg.PayloadType: {req.payloadtype}")
+        if self.fresh.needed(msg):
+            await self.fresh.check(msg, signer)
         try:
             if req.payloadtype in LONG_POLL:
                 token = DISCONNECTED.set(_disconnected(receive))

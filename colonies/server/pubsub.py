@@ -19,6 +19,7 @@ from colonies.errors import BadRequest, ColoniesError, NotFound
 from colonies.model import Process
 from colonies.protocol import envelope
 from colonies.protocol import messages as m
+from colonies.replay import Freshness
 from colonies.scheduler import ProcessCallback, Subscription
 from colonies.server.services import Services
 
@@ -28,6 +29,7 @@ MAX_FRAME = 1024 * 1024
 
 async def pubsub(ws: WebSocket) -> None:
     s: Services = ws.app.state.services
+    fresh: Freshness | None = getattr(ws.app.state, "api", None) and ws.app.state.api.fresh
     await ws.accept()
     outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
     cancels: list[Callable[[], object]] = []
@@ -46,7 +48,7 @@ async def pubsub(ws: WebSocket) -> None:
             try:
                 if len(text) > MAX_FRAME:
                     raise BadRequest("frame too large")
-                await _subscribe(s, text, push, cancels, deadline, loop.time(), outbox.put)
+                await _subscribe(s, text, push, cancels, deadline, loop.time(), outbox.put, fresh)
             except ColoniesError as exc:
                 await outbox.put(envelope.encode_error(exc))
 
@@ -101,8 +103,11 @@ async def _follow_channel(channel: Channel, msg: m.SubscribeChannelMsg,
 
 
 async def _subscribe(s: Services, text: str, push: ProcessCallback, cancels: list[Callable[[], object]],
-                     deadline: list[float], now: float, push_raw: Callable[[bytes], Awaitable[None]]) -> None:
+                     deadline: list[float], now: float, push_raw: Callable[[bytes], Awaitable[None]],
+                     fresh: Freshness | None = None) -> None:
     _, msg, signer = envelope.open_request(text)
+    if fresh is not None and fresh.needed(msg):
+        await fresh.check(msg, signer)
     if isinstance(msg, m.SubscribeProcessMsg):
         p = await s.storage.get_process(msg.processid)
         if p is None:

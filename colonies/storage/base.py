@@ -348,3 +348,13 @@ class Storage(ABC):
     async def retain(self, older_than_ns: int) -> int:
         """Delete SUCCESS processes and graphs submitted before the cutoff (never failed ones), and
         logs older than it; returns how many processes were deleted."""
+
+    # -- replay protection (colonies.replay) ----------------------------------------------------------------------
+    @abstractmethod
+    async def remember_nonce(self, nonce: str, signer: str, expires_ns: int) -> bool:
+        """Record (nonce, signer) until `expires_ns`; False if it is already recorded (a replay).
+        One atomic insert-if-absent, so two replicas racing on the same nonce accept it once."""
+
+    @abstractmethod
+    async def purge_nonces(self, now_ns: int) -> None:
+        """Forget nonces whose `expires_ns` has passed."""

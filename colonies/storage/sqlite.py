@@ -621,6 +621,15 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
                 " WHERE colony_name = ?3 AND executor_name = ?4 AND funcname = ?5",
                 (wait_s, exec_s, colony, executor_name, funcname))
 
+    # -- replay protection ---------------------------------------------------------------------------------
+    async def remember_nonce(self, nonce: str, signer: str, expires_ns: int) -> bool:
+        cur = self.db.execute("INSERT OR IGNORE INTO nonces (nonce, signer, expires) VALUES (?, ?, ?)",
+                              (nonce, signer, expires_ns))
+        return cur.rowcount == 1
+
+    async def purge_nonces(self, now_ns: int) -> None:
+        self.db.execute("DELETE FROM nonces WHERE expires < ?", (now_ns,))
+
 
 def _ns(dt: Any) -> int:
     if dt == ZERO_TIME:

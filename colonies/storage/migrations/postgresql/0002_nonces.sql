@@ -1,0 +1,8 @@
+-- Replay protection (colonies.replay): nonces seen within the replay window.
+CREATE TABLE nonces (
+    nonce TEXT NOT NULL,
+    signer TEXT NOT NULL,
+    expires BIGINT NOT NULL,
+    PRIMARY KEY (nonce, signer)
+);
+CREATE INDEX nonces_by_expiry ON nonces (expires);
