@@ -153,6 +153,7 @@ class Executor:
         self._client = client
         self.functions: dict[str, Callable[..., Any]] = {}
         self._stopping: asyncio.Event | None = None
+        self._running: set[asyncio.Task[None]] = set()
         self.completed = 0
         self.failed = 0
 
@@ -254,7 +255,7 @@ class Executor:
         workers = [asyncio.create_task(self._slot(until_idle), name=f"slot-{i}") for i in range(self.slots)]
         stopper = asyncio.create_task(self._stopping.wait())
         try:
-            done, _ = await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
             if until_idle:
                 await asyncio.gather(*workers)
         finally:
@@ -263,6 +264,9 @@ class Executor:
                 w.cancel()  # cancels idle long-polls; running work is shielded below
             await asyncio.gather(*workers, return_exceptions=True)
             stopper.cancel()
+            if self._running:
+                log.info("waiting for %d running process(es) to finish", len(self._running))
+                await asyncio.gather(*self._running, return_exceptions=True)
 
     def run(self, until_idle: bool = False, colony_prvkey: str = "") -> None:
         """Blocking entry point with SIGTERM/SIGINT handling."""
@@ -303,8 +307,11 @@ class Executor:
                 log.warning("assign failed: %s", exc)
                 await asyncio.sleep(1)
                 continue
-            # Running work is shielded: a stop lets it finish and report.
-            await asyncio.shield(self._execute(process))
+            # Running work is shielded: a stop lets it finish and report (run_async awaits it).
+            task = asyncio.ensure_future(self._execute(process))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            await asyncio.shield(task)
 
     async def _execute(self, p: Process) -> None:
         sink = _Sink()

@@ -1,0 +1,186 @@
+"""The executor kit end to end: `colonies executor run` processes against a real server.
+
+Covers: an executor killed with -9 mid-process (another one finishes the process after the deadline),
+SIGTERM finishing the running process and taking no more, per-process capture of print/logging output
+with concurrent slots, exceptions as failed closes, and the command (allowlist) executor.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from colonies.client.core import func_spec
+from tests.conftest import ColonyKeys, ServerProc
+from tests.kit_support import (
+    cli_env,
+    file_contains,
+    process_in_state,
+    run_cli,
+    start_executor,
+    stop,
+    wait_until,
+)
+
+MODULE = '''
+import logging, os, pathlib, time
+from colonies import Executor
+
+ex = Executor(executortype="kit")
+
+@ex.function
+def once_slow(marker: str) -> str:
+    p = pathlib.Path(marker)
+    if not p.exists():
+        p.write_text(str(os.getpid()))
+        time.sleep(60)  # the first executor to run this is killed here
+    return f"done by {os.getpid()}"
+
+@ex.function
+def gated(gate: str, tag: str) -> str:
+    print(f"start {tag}")
+    deadline = time.monotonic() + 20
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    logging.getLogger("job").warning("end %s", tag)
+    return tag
+
+@ex.function
+def boom() -> None:
+    print("about to fail")
+    raise ValueError("kaboom")
+'''
+
+FINAL = {2, 3, 4}
+
+
+def _module(tmp_path: Path) -> str:
+    path = tmp_path / "kitmod.py"
+    path.write_text(MODULE)
+    return str(path)
+
+
+def test_kill9_mid_process_then_another_executor_finishes_it(server: ServerProc, colony: ColonyKeys,
+                                                              tmp_path: Path) -> None:
+    env = cli_env(server, colony)
+    module = _module(tmp_path)
+    first = start_executor(env, tmp_path / "a.log", module, "--name", "kit-a")
+    second = None
+    try:
+        with server.client(colony.user_prvkey) as c:
+            spec = func_spec("once_slow", colony.name, "kit", args=[str(tmp_path / "marker")], maxexectime=2,
+                             maxretries=3)
+            p = c.submit(spec)
+            running = wait_until(process_in_state(c, p.processid, {1}), what="the first executor to start it")
+            first.kill()
+            first.wait(10)
+            second = start_executor(env, tmp_path / "b.log", module, "--name", "kit-b")
+            done = wait_until(process_in_state(c, p.processid, FINAL), timeout=30, what="the retry")
+            assert done.state == 2, done.errors
+            assert done.output == [f"done by {second.pid}"]
+            assert done.assignedexecutorid != running.assignedexecutorid
+            assert done.retries >= 1
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+
+
+def test_sigterm_finishes_running_work_and_takes_no_more(server: ServerProc, colony: ColonyKeys,
+                                                         tmp_path: Path) -> None:
+    env = cli_env(server, colony)
+    log = tmp_path / "ex.log"
+    gate = tmp_path / "gate"
+    ex = start_executor(env, log, _module(tmp_path), "--slots", "1")
+    try:
+        with server.client(colony.user_prvkey) as c:
+            p1 = c.submit(func_spec("gated", colony.name, "kit", args=[str(gate), "first"]))
+            wait_until(process_in_state(c, p1.processid, {1}), what="the process to run")
+            p2 = c.submit(func_spec("gated", colony.name, "kit", args=[str(gate), "second"]))
+            ex.send_signal(signal.SIGTERM)
+            wait_until(file_contains(log, "stopping: finishing running work"), what="the stop to be noticed")
+            gate.touch()
+            assert ex.wait(20) == 0
+            done = c.get_process(p1.processid)
+            assert done.state == 2 and done.output == ["first"]
+            assert c.get_process(p2.processid).state == 0  # left for another executor
+    finally:
+        stop(ex)
+
+
+def test_output_goes_to_each_process_log_and_exceptions_fail(server: ServerProc, colony: ColonyKeys,
+                                                              tmp_path: Path) -> None:
+    env = cli_env(server, colony)
+    gate = tmp_path / "gate"
+    ex = start_executor(env, tmp_path / "ex.log", _module(tmp_path), "--slots", "2")
+    try:
+        with server.client(colony.user_prvkey) as c:
+            px = c.submit(func_spec("gated", colony.name, "kit", args=[str(gate), "x"]))
+            py = c.submit(func_spec("gated", colony.name, "kit", args=[str(gate), "y"]))
+            bad = c.submit(func_spec("boom", colony.name, "kit"))
+            for p in (px, py):  # both run at once, in two slots
+                wait_until(process_in_state(c, p.processid, {1}), what="two slots running")
+            gate.touch()
+            for p in (px, py, bad):
+                wait_until(process_in_state(c, p.processid, FINAL), what="the processes to finish")
+            for p, tag, other in ((px, "x", "y"), (py, "y", "x")):
+                text = "".join(entry.message for entry in c.get_logs(colony.name, p.processid) or [])
+                assert f"start {tag}" in text and f"end {tag}" in text
+                assert f"start {other}" not in text
+            failed = c.get_process(bad.processid)
+            assert failed.state == 3
+            assert "ValueError: kaboom" in failed.errors[0] and "Traceback" in failed.errors[0]
+            assert "about to fail" in "".join(e.message for e in c.get_logs(colony.name, bad.processid) or [])
+    finally:
+        stop(ex)
+
+
+ALLOWLIST = '''
+[executor]
+type = "cmd"
+
+[commands.echo]
+argv = ["echo"]
+
+[commands.nap]
+argv = ["sleep"]
+timeout = 0.3
+
+[commands.broken]
+argv = ["sh", "-c", "echo oops >&2; exit 3"]
+args = false
+
+[commands.lines]
+argv = ["sort"]
+stdin = true
+output = "lines"
+'''
+
+
+def test_command_executor_runs_only_allowed_commands_with_argv(server: ServerProc, colony: ColonyKeys,
+                                                               tmp_path: Path) -> None:
+    allowlist = tmp_path / "allowlist.toml"
+    allowlist.write_text(ALLOWLIST)
+    env = cli_env(server, colony)
+    tricky = "; touch " + str(tmp_path / "pwned") + " $(whoami)"
+    with server.client(colony.user_prvkey) as c:
+        ps = {
+            "echo": c.submit(func_spec("echo", colony.name, "cmd", args=[tricky, 42])),
+            "nap": c.submit(func_spec("nap", colony.name, "cmd", args=["5"])),
+            "broken": c.submit(func_spec("broken", colony.name, "cmd")),
+            "lines": c.submit(func_spec("lines", colony.name, "cmd", args=["b\nc\na\n"])),
+            "rm": c.submit(func_spec("rm", colony.name, "cmd", args=["-rf", str(tmp_path)])),
+            "extra": c.submit(func_spec("broken", colony.name, "cmd", args=["x"])),
+        }
+        r = run_cli(env, "executor", "run", "--commands", str(allowlist), "--until-idle", timeout=30)
+        assert r.returncode == 0, r.stderr
+        got = {name: c.get_process(p.processid) for name, p in ps.items()}
+    assert got["echo"].state == 2 and got["echo"].output == [f"{tricky} 42"]
+    assert not (tmp_path / "pwned").exists()  # never through a shell
+    assert got["nap"].state == 3 and "timed out after 0.3 s" in got["nap"].errors[0]
+    assert got["broken"].state == 3 and "exit status 3" in got["broken"].errors[0]
+    assert "oops" in got["broken"].errors[0]
+    assert got["lines"].state == 2 and got["lines"].output == ["a", "b", "c"]
+    assert got["rm"].state == 3 and "has no function 'rm'" in got["rm"].errors[0]
+    assert tmp_path.exists()
+    assert got["extra"].state == 3 and "takes no args" in got["extra"].errors[0]
