@@ -7,7 +7,6 @@ its own key prefix, so tests never see each other's leaders.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +19,7 @@ from colonies.config import Config
 from colonies.server.app import create_app
 from colonies.storage.sqlite import SqliteStorage
 from tests.conftest import etcd_endpoint
-from tests.inproc import TestClient
+from tests.inproc import TestClient  # type: ignore[attr-defined]
 
 TTL = 3  # seconds; small so failover tests stay short (production default: 5)
 
@@ -230,7 +229,7 @@ def test_only_the_leader_app_runs_leader_only_loops(etcd: str, prefix: str, tmp_
         return TestClient(create_app(cfg, SqliteStorage(cfg.db_path)))
 
     def runs(tc: TestClient, loop: str) -> int:
-        return next(lp.runs for lp in tc.app.state.runner.loops if lp.name == loop)  # type: ignore[attr-defined]
+        return int(next(lp.runs for lp in tc.app.state.runner.loops if lp.name == loop))  # type: ignore[attr-defined]
 
     def leading(tc: TestClient) -> bool:
         return bool(tc.app.state.services.is_leader())  # type: ignore[attr-defined]

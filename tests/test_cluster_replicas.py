@@ -7,15 +7,17 @@ except in CI, where that fails (conftest.need_service).
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 
+from colonies.model import ProcessGraph
 from colonies.protocol.crypto import id_of
 from tests.conftest import ColonyKeys, PgDatabase, ServerProc, etcd_endpoint, make_server, setup_colony
 
@@ -65,7 +67,7 @@ def replicas(tmp_path: Path, pg_database: PgDatabase) -> Iterator[list[ServerPro
 
 def cluster(srv: ServerProc) -> dict[str, Any]:
     with srv.client(srv.server_prvkey) as admin:
-        return admin.get_cluster()
+        return cast(dict[str, Any], admin.get_cluster())
 
 
 def workflow(colony: ColonyKeys) -> str:
@@ -76,19 +78,24 @@ def workflow(colony: ColonyKeys) -> str:
 
 def graph_times(srv: ServerProc, colony: ColonyKeys) -> list[float]:
     with srv.client(colony.user_prvkey) as c:
-        graphs = c.get_processgraphs(colony.name, count=100) or []
+        graphs = cast(list[ProcessGraph], c.get_processgraphs(colony.name, count=100) or [])
     return sorted(g.submissiontime.timestamp() for g in graphs)
 
 
 def test_kill_the_leader_while_crons_fire(replicas: list[ServerProc]) -> None:
     by_name = {f"r{i}": srv for i, srv in enumerate(replicas)}
-    info = poll(lambda: (lambda c: c if c["leader"]["name"] and len(c["nodes"]) == 3 else None)(cluster(replicas[0])),
-                10, "three registered replicas and a leader")
+
+    def complete() -> dict[str, Any] | None:
+        c = cluster(replicas[0])
+        return c if c["leader"]["name"] and len(c["nodes"]) == 3 else None
+
+    info = poll(complete, 10, "three registered replicas and a leader")
     assert sorted(n["name"] for n in info["nodes"]) == ["r0", "r1", "r2"]
     assert all(n["apiport"] == by_name[n["name"]].port and n["host"] == "127.0.0.1" for n in info["nodes"])
     first_leader = info["leader"]["name"]
     for srv in replicas:  # every replica reports the same leader
-        assert poll(lambda s=srv: cluster(s)["leader"]["name"] == first_leader, 5, "agreement on the leader")
+        assert poll(lambda s=srv: bool(cluster(s)["leader"]["name"] == first_leader), 5,  # type: ignore[misc]
+                    "agreement on the leader")
 
     # Two crons, each in its own colony so its graphs can be told apart: every second (interval), and
     # every 10 s by expression (fixed windows, to count one run per window across the failover).
@@ -106,8 +113,12 @@ def test_kill_the_leader_while_crons_fire(replicas: list[ServerProc]) -> None:
     killed = time.time()
     t0 = time.monotonic()
     survivors = [s for s in replicas if s is not leader]
-    new_leader = poll(lambda: (lambda n: n if n and n != first_leader else None)(cluster(survivors[0])["leader"]["name"]),
-                      TTL + 5, "a new leader")
+
+    def successor() -> str | None:
+        name = str(cluster(survivors[0])["leader"]["name"])
+        return name if name and name != first_leader else None
+
+    new_leader = poll(successor, TTL + 5, "a new leader")
     failover = time.monotonic() - t0
     print(f"failover after kill -9 of the leader {first_leader}: {failover:.2f} s (new leader {new_leader})")
     assert failover <= TTL + 3
@@ -129,7 +140,7 @@ def test_kill_the_leader_while_crons_fire(replicas: list[ServerProc]) -> None:
     # The every-second cron: no two fires closer than its interval (a double fire would be), it fired
     # after the kill, and its longest pause is bounded by the failover.
     secs = graph_times(survivors[0], every_s)
-    gaps = [b - a for a, b in zip(secs, secs[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(secs)]
     assert min(gaps) >= 0.95, f"a duplicate fire: gaps {gaps}"
     assert any(t > killed + failover for t in secs), "the new leader did not continue the 1 s cron"
     assert max(gaps) <= FAILOVER_BOUND + 1.5, f"gaps {gaps}"
