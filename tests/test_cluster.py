@@ -72,16 +72,18 @@ class Watch:
         self._last = {m.node.name: m.is_leader() for m in self.members}
         self._task = asyncio.create_task(self._sample())
 
+    def sample(self) -> None:
+        states = {m.node.name: m.is_leader() for m in self.members}
+        if sum(states.values()) > 1:
+            self.both += 1
+        for name, state in states.items():
+            if state != self._last[name]:
+                self.changes.append((time.monotonic(), name, state))
+        self._last = states
+
     async def _sample(self) -> None:
-        last = self._last
         while True:
-            states = {m.node.name: m.is_leader() for m in self.members}
-            if sum(states.values()) > 1:
-                self.both += 1
-            for name, state in states.items():
-                if state != last[name]:
-                    self.changes.append((time.monotonic(), name, state))
-            last = states
+            self.sample()
             await asyncio.sleep(0.002)
 
     def first(self, name: str, state: bool) -> float:
@@ -93,6 +95,7 @@ class Watch:
             await self._task
         except asyncio.CancelledError:
             pass
+        self.sample()
 
 
 def the_leader(a: EtcdLeadership, b: EtcdLeadership) -> tuple[EtcdLeadership, EtcdLeadership]:
