@@ -42,6 +42,7 @@ class ServerProc:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    verify: Any = True  # httpx `verify` for the health probe (an SSL context for a TLS server)
 
     @property
     def url(self) -> str:
@@ -57,7 +58,7 @@ class ServerProc:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=0.5).status_code == 200:
+                if httpx.get(f"{self.url}/health", timeout=0.5, verify=self.verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -6,7 +6,15 @@ from typing import Any, TypeVar
 
 import httpx
 
-from colonies.client.core import Call, ClientCore, SigningAuth, bind_async, decode, unsigned_envelope
+from colonies.client.core import (
+    Call,
+    ClientCore,
+    SigningAuth,
+    bind_async,
+    decode,
+    tls_verify,
+    unsigned_envelope,
+)
 
 T = TypeVar("T")
 
@@ -19,7 +27,7 @@ class AsyncClient(ClientCore):
         self.url = f"{scheme}://{host}:{port}/api"
         self.prvkey = prvkey
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._http = httpx.AsyncClient(timeout=timeout, verify=verify, limits=limits)
+        self._http = httpx.AsyncClient(timeout=timeout, verify=tls_verify(verify), limits=limits)
 
     def with_key(self, prvkey: str) -> AsyncClient:
         other = object.__new__(AsyncClient)

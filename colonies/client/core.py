@@ -6,6 +6,7 @@ Each API method returns a `Call`: the message to send and how to decode the repl
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -63,6 +64,14 @@ class SigningAuth(httpx.Auth):
         request.stream = httpx.ByteStream(body)
         request._content = body
         yield request
+
+
+def tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
+    """httpx's `verify`: True (system trust), False, or a CA bundle path turned into an SSL context
+    (httpx deprecates passing the path itself)."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
 
 
 def unsigned_envelope(msg: dict[str, Any]) -> bytes:

@@ -6,7 +6,15 @@ from typing import Any, TypeVar
 
 import httpx
 
-from colonies.client.core import Call, ClientCore, SigningAuth, bind_sync, decode, unsigned_envelope
+from colonies.client.core import (
+    Call,
+    ClientCore,
+    SigningAuth,
+    bind_sync,
+    decode,
+    tls_verify,
+    unsigned_envelope,
+)
 
 T = TypeVar("T")
 
@@ -18,7 +26,7 @@ class Client(ClientCore):
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://{host}:{port}/api"
         self.prvkey = prvkey
-        self._http = httpx.Client(timeout=timeout, verify=verify)
+        self._http = httpx.Client(timeout=timeout, verify=tls_verify(verify))
 
     def with_key(self, prvkey: str) -> Client:
         """A client sharing this one's connection pool, signing with another key."""
