@@ -677,6 +677,15 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
     async def purge_nonces(self, now_ns: int) -> None:
         await self.pool.execute("DELETE FROM nonces WHERE expires < $1", now_ns)
 
+    # -- replay protection ---------------------------------------------------------------------------------------
+    async def remember_nonce(self, nonce: str, signer: str, expires_ns: int) -> bool:
+        status = await self.pool.execute("INSERT INTO nonces (nonce, signer, expires) VALUES ($1, $2, $3)"
+                                         " ON CONFLICT DO NOTHING", nonce, signer, expires_ns)
+        return _count(status) == 1
+
+    async def purge_nonces(self, now_ns: int) -> None:
+        await self.pool.execute("DELETE FROM nonces WHERE expires < $1", now_ns)
+
 
 def _count(status: str) -> int:
     """Rows touched, from an asyncpg command status such as `UPDATE 1`."""
