@@ -20,7 +20,7 @@ import logging
 import uuid
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import orjson
 
 from colonies.model import Conditions, FunctionSpec, Process

@@ -60,7 +60,7 @@ async def two_replicas(pg_database: PgDatabase) -> AsyncIterator[tuple[PostgresS
 
 async def test_waiter_on_a_wakes_on_publish_at_b(two_replicas: tuple[PostgresStorage, EventBus,
                                                                      PostgresStorage, EventBus]) -> None:
-    a, bus_a, b, bus_b = two_replicas
+    _, bus_a, _, bus_b = two_replicas
     latencies = []
     for _ in range(20):
         w = bus_a.park("c1", "t", "e1")
@@ -81,12 +81,17 @@ async def test_waiter_on_a_wakes_on_publish_at_b(two_replicas: tuple[PostgresSto
 
 async def test_subscriber_on_a_gets_the_full_process(two_replicas: tuple[PostgresStorage, EventBus,
                                                                          PostgresStorage, EventBus]) -> None:
-    a, bus_a, b, bus_b = two_replicas
+    _, bus_a, b, bus_b = two_replicas
     p = proc()
     await b.add_processes([p])
     got: asyncio.Future[Process] = asyncio.get_running_loop().create_future()
-    bus_a.subscribe(Subscription(colony="c1", executor_type="t", state=ProcessState.WAITING,
-                                 callback=lambda q: got.done() or got.set_result(q), process_id=p.processid))
+
+    def deliver(q: Process) -> None:
+        if not got.done():
+            got.set_result(q)
+
+    bus_a.subscribe(Subscription(colony="c1", executor_type="t", state=ProcessState.WAITING, callback=deliver,
+                                 process_id=p.processid))
     bus_b.publish(p)
     full = await asyncio.wait_for(got, 5)
     assert full.processid == p.processid and full.spec.funcname == "f" and full.submissiontime == p.submissiontime
@@ -122,7 +127,7 @@ def test_assign_parked_on_a_wakes_on_submit_at_b(replicas: tuple[ServerProc, Ser
     with a.client(keys.executor_prvkey) as executor, b.client(keys.user_prvkey) as user:
         for _ in range(5):
             result: list[Process] = []
-            t = threading.Thread(target=lambda: result.append(executor.assign(keys.name, ASSIGN_TIMEOUT)))
+            t = threading.Thread(target=lambda out=result: out.append(executor.assign(keys.name, ASSIGN_TIMEOUT)))
             t.start()
             # A head start for the assign to park; nothing depends on it (a submit that wins the race
             # is simply claimed at once). The bus-level test above checks the parked case exactly.

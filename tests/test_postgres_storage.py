@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from colonies.clock import NS
@@ -105,8 +105,8 @@ async def test_concurrent_claims_take_each_process_once(pg: PostgresStorage) -> 
 
 async def test_parallel_parents_release_their_child(pg: PostgresStorage) -> None:
     """Two parents closing at once, on different connections: the child is released exactly once."""
-    from colonies.model import ProcessGraph
     from colonies.clock import to_datetime
+    from colonies.model import ProcessGraph
 
     for round_ in range(10):
         a, b, c = proc(T0), proc(T0 + 1), proc(T0 + 2)

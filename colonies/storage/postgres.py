@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped,unused-ignore]
+from asyncpg import Connection as Con  # type: ignore[import-untyped,unused-ignore]
 
 from colonies.clock import NS, ZERO_TIME
 from colonies.errors import Conflict, StorageError
@@ -53,7 +54,6 @@ EXEC_TIMEOUT_ERROR = "Maximum execution time limit exceeded"
 WAIT_TIMEOUT_ERROR = "Maximum waiting time limit exceeded"
 MIGRATION_LOCK = 0x636F6C6F6E696573  # "colonies"
 RETRIES = 8
-Con = asyncpg.Connection
 T = TypeVar("T")
 
 
@@ -528,7 +528,7 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
         await con.execute("DELETE FROM process_targets WHERE process_id = $1", pid)
         await self._event(con, pid, now, "failed", "", error)
 
-    _ORDER = {WAITING: "priority_time ASC", RUNNING: "start_time ASC"}
+    _ORDER: ClassVar[dict[int, str]] = {WAITING: "priority_time ASC", RUNNING: "start_time ASC"}
 
     async def list_processes(self, q: ProcessQuery) -> list[Process]:
         where: list[str] = ["colony_name = $1"]
@@ -672,15 +672,6 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
         status = await self.pool.execute(
             "INSERT INTO nonces (nonce, signer, expires) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             nonce, signer, expires_ns)
-        return _count(status) == 1
-
-    async def purge_nonces(self, now_ns: int) -> None:
-        await self.pool.execute("DELETE FROM nonces WHERE expires < $1", now_ns)
-
-    # -- replay protection ---------------------------------------------------------------------------------------
-    async def remember_nonce(self, nonce: str, signer: str, expires_ns: int) -> bool:
-        status = await self.pool.execute("INSERT INTO nonces (nonce, signer, expires) VALUES ($1, $2, $3)"
-                                         " ON CONFLICT DO NOTHING", nonce, signer, expires_ns)
         return _count(status) == 1
 
     async def purge_nonces(self, now_ns: int) -> None:

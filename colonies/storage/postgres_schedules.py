@@ -7,15 +7,24 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped,unused-ignore]
+from asyncpg import Connection as Con  # type: ignore[import-untyped,unused-ignore]
 
 from colonies.cron import to_ns
 from colonies.errors import Conflict
 from colonies.model import Cron, Generator, Log, Process, ProcessGraph
 from colonies.storage.base import GraphBuilder, Storage
-from colonies.storage.sqlite_schedules import _CRON, _GEN, _LOG, _QUEUED, RETAIN_BATCH, _cron, _generator, _log
+from colonies.storage.sqlite_schedules import (
+    _CRON,
+    _GEN,
+    _LOG,
+    _QUEUED,
+    RETAIN_BATCH,
+    _cron,
+    _generator,
+    _log,
+)
 
-Con = asyncpg.Connection
 T = TypeVar("T")
 
 

@@ -11,13 +11,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
-import asyncpg
+from asyncpg import Connection as Con  # type: ignore[import-untyped,unused-ignore]
 
 from colonies.model import Process, ProcessGraph
 from colonies.storage import rows
 from colonies.storage.base import Storage
 
-Con = asyncpg.Connection
 T = TypeVar("T")
 
 
