@@ -51,6 +51,7 @@ class Config:
     build_version: str = field(default="dev", metadata={"env": "BUILD_VERSION"})
     build_time: str = field(default="", metadata={"env": "BUILD_TIME"})
     log_level: str = field(default="INFO", metadata={"env": "COLONIES_LOG_LEVEL"})
+    dashboard: bool = field(default=False, metadata={"env": "COLONIES_DASHBOARD"})  # the web dashboard at /
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

@@ -19,6 +19,7 @@ from colonies.loops.runner import Runner
 from colonies.server.api import ApiApp
 from colonies.server.pubsub import pubsub
 from colonies.server.services import Services
+from colonies.server.web import web_routes
 from colonies.storage.base import Storage
 
 log = logging.getLogger("colonies.server")
@@ -73,6 +74,7 @@ def create_app(config: Config, storage: Storage, clock: Clock | None = None,
             Route("/api", api, methods=["POST", "GET", "OPTIONS", "PUT", "DELETE"]),
             Route("/health", health, methods=["GET"]),
             WebSocketRoute("/pubsub", pubsub),
+            *web_routes(config),  # /, /executor, /static (colonies.server.web)
         ],
         lifespan=lifespan,
     )

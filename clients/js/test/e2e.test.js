@@ -1,0 +1,102 @@
+// The SDK against a real Colonies server. Skipped unless COLONIES_TEST_URL and the colony's keys are
+// given (tests/test_js_sdk.py starts a server and runs this file with them).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Client, ColoniesError, Executor, ProcessState, funcSpec, generatePrivateKey, idOf } from '../src/colonies.js';
+
+const url = process.env.COLONIES_TEST_URL;
+const colony = process.env.COLONIES_TEST_COLONY;
+const colonyKey = process.env.COLONIES_TEST_COLONY_PRVKEY;
+const userKey = process.env.COLONIES_TEST_USER_PRVKEY;
+const skip = !(url && colony && colonyKey && userKey) && 'needs COLONIES_TEST_URL and keys (see tests/test_js_sdk.py)';
+
+test('submit, assign long-poll, close, fail, get and list', { skip, timeout: 30000 }, async () => {
+  const user = new Client({ url, prvkey: userKey });
+  const exKey = generatePrivateKey();
+  const ex = new Executor({ url, prvkey: exKey, colony, name: 'js-1', type: 'js' });
+  await ex.register(colonyKey);
+  const worker = ex.client;
+
+  // nothing to do: a short long-poll ends with null
+  assert.equal(await worker.assign(colony, 1), null);
+
+  const a = await user.submit(funcSpec('sum', colony, 'js', { args: [1, 2, 3] }));
+  const b = await user.submit(funcSpec('boom', colony, 'js'));
+  assert.equal(a.state, ProcessState.WAITING);
+  assert.equal(a.initiatorid, idOf(userKey));
+
+  const first = await worker.assign(colony, 5);
+  assert.equal(first.processid, a.processid);
+  assert.equal(first.assignedexecutorid, idOf(exKey));
+  await worker.close(first.processid, [6]);
+  const second = await worker.assign(colony, 5);
+  await worker.fail(second.processid, ['it broke']);
+
+  const gotA = await user.getProcess(a.processid);
+  assert.equal(gotA.state, ProcessState.SUCCESS);
+  assert.deepEqual(gotA.out, [6]);
+  const gotB = await user.getProcess(b.processid);
+  assert.equal(gotB.state, ProcessState.FAILED);
+  assert.deepEqual(gotB.errors, ['it broke']);
+  const ok = await user.getProcesses(colony, { state: ProcessState.SUCCESS });
+  assert.ok(ok.some((p) => p.processid === a.processid));
+  const events = await user.processEvents(a.processid);
+  assert.ok(events.length >= 3, JSON.stringify(events));
+
+  // errors carry the server's status
+  await assert.rejects(user.getProcess('0'.repeat(64)), (e) => e instanceof ColoniesError && e.status === 404);
+  const stranger = new Client({ url, prvkey: generatePrivateKey() });
+  await assert.rejects(stranger.getProcesses(colony), (e) => e instanceof ColoniesError && e.status === 403);
+});
+
+test('an Executor runs JS functions per funcname; a workflow flows through it; /pubsub waits', { skip, timeout: 30000 },
+  async () => {
+    const user = new Client({ url, prvkey: userKey });
+    const ex = new Executor({ url, prvkey: generatePrivateKey(), colony, name: 'js-2', type: 'jsflow', slots: 2,
+      pollTimeout: 2 });
+    ex.function('emit', (x) => x);
+    ex.function('sum', (...xs) => xs.reduce((s, x) => s + x, 0));
+    ex.function('fails', () => { throw new Error('no luck'); });
+    ex.function('logs', async function logs(text) { await this.log(`got ${text}`); return text.toUpperCase(); });
+    await ex.register(colonyKey);
+    const functions = (await user.getFunctions(colony, 'js-2')).map((f) => f.funcname).sort();
+    assert.deepEqual(functions, ['emit', 'fails', 'logs', 'sum']);
+    const running = ex.run();
+    try {
+      const spec = (nodename, funcname, args, dependencies = []) => funcSpec(funcname, colony, 'jsflow',
+        { nodename, args, dependencies });
+      const graph = await user.submitWorkflow(colony, [spec('a', 'emit', [1]), spec('b', 'emit', [2]),
+        spec('c', 'sum', [], ['a', 'b'])]);
+      const cid = graph.processids.find((id) => !graph.rootprocessids.includes(id));
+      const c = await user.waitForProcess(cid, 20);
+      assert.equal(c.state, ProcessState.SUCCESS);
+      assert.deepEqual(c.out, [3]);
+      assert.equal((await user.getProcessGraph(graph.processgraphid)).state, ProcessState.SUCCESS);
+
+      const failed = await user.waitForProcess((await user.submit(funcSpec('fails', colony, 'jsflow'))).processid, 20);
+      assert.equal(failed.state, ProcessState.FAILED);
+      assert.deepEqual(failed.errors, ['no luck']);
+      const logged = await user.waitForProcess((await user.submit(funcSpec('logs', colony, 'jsflow', { args: ['hi'] })))
+        .processid, 20);
+      assert.deepEqual(logged.out, ['HI']);
+      const logs = await user.getLogs(colony, { processid: logged.processid });
+      assert.deepEqual(logs.map((l) => l.message), ['got hi']);
+
+      // subscribeprocesses: a push when any jsflow process succeeds
+      let pushed;
+      const gotPush = new Promise((resolve) => { pushed = resolve; });
+      const q = { processid: '' };
+      const sub = user.subscribeProcesses(colony, 'jsflow', ProcessState.SUCCESS, 10, {
+        onProcess: (x) => { if (x.processid === q.processid) pushed(x); },
+      });
+      await sub.opened;
+      q.processid = (await user.submit(funcSpec('emit', colony, 'jsflow', { args: ['x'] }))).processid;
+      const push = await Promise.race([gotPush, sub.closed.then(() => null)]);
+      sub.close();
+      assert.equal(push && push.state, ProcessState.SUCCESS);
+    } finally {
+      ex.stop();
+      await running;
+    }
+    assert.ok(ex.stats.done >= 5 && ex.stats.failed === 1, JSON.stringify(ex.stats));
+  });

@@ -1,0 +1,139 @@
+// Drive the Colonies web pages in headless Chromium (Debian's /usr/bin/chromium via playwright-core).
+// Used by tests/test_browser.py:
+//
+//   node tools/browser.mjs executor  '<json>'   the /executor page joins a colony and runs N processes
+//   node tools/browser.mjs dashboard '<json>'   the dashboard signs in and watches a workflow complete,
+//                                              run by a second tab at /executor; takes screenshots
+//
+// Prints one JSON line with what it saw; exits 1 on failure (with the reason and the page's errors).
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [scenario, rawConfig] = process.argv.slice(2);
+const cfg = JSON.parse(rawConfig || '{}');
+const TIMEOUT = (cfg.timeout || 30) * 1000;
+const pageErrors = [];
+
+async function launch() {
+  const profile = mkdtempSync(join(tmpdir(), 'colonies-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: cfg.chromium || '/usr/bin/chromium',
+    headless: true,
+    viewport: { width: 1280, height: 860 },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+  });
+  return { context, close: async () => { await context.close(); rmSync(profile, { recursive: true, force: true }); } };
+}
+
+function watch(page, label) {
+  page.on('pageerror', (e) => pageErrors.push(`${label}: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`${label} console: ${m.text()}`); });
+  page.setDefaultTimeout(TIMEOUT);
+}
+
+/** Open /executor in `page`, join the colony and start pulling work. */
+async function startExecutor(page, { colony, name, type, executorKey, colonyKey }) {
+  await page.goto(`${cfg.url}/executor`);
+  await page.fill('#colony', colony);
+  await page.fill('#name', name);
+  await page.fill('#type', type);
+  await page.fill('#prvkey', executorKey);
+  if (colonyKey) await page.fill('#colonykey', colonyKey);
+  await page.click('#start');
+  await page.waitForSelector('#status[data-state="running"], #status[data-state="working"]');
+}
+
+async function screenshot(page, path) {
+  mkdirSync(dirname(path), { recursive: true });
+  await page.screenshot({ path, fullPage: true });
+  return path;
+}
+
+async function executorScenario(context) {
+  const page = await context.newPage();
+  watch(page, 'executor');
+  await startExecutor(page, cfg);
+  await page.waitForFunction((n) => Number(document.getElementById('done-count').textContent)
+    + Number(document.getElementById('failed-count').textContent) >= n, cfg.expect);
+  const result = {
+    done: Number(await page.textContent('#done-count')),
+    failed: Number(await page.textContent('#failed-count')),
+    thumbnails: await page.locator('#log img').count(),
+    log: await page.locator('#log div').allTextContents(),
+  };
+  if (cfg.screenshot) result.screenshot = await screenshot(page, cfg.screenshot);
+  await page.click('#stop');
+  await page.waitForSelector('#status[data-state="stopped"]');
+  return result;
+}
+
+async function dashboardScenario(context) {
+  const dash = await context.newPage();
+  watch(dash, 'dashboard');
+  await dash.goto(`${cfg.url}/`);
+  await dash.waitForSelector('body[data-ready="true"]');
+  await dash.fill('#key', cfg.userKey);
+  await dash.fill('#signin-colony', cfg.colony);
+  await dash.click('#signin button[type=submit]');
+  await dash.waitForSelector('#view[data-loaded="true"]');
+  const counts = Object.fromEntries(await dash.locator('#counts .count[data-count]').evaluateAll(
+    (els) => els.map((e) => [e.dataset.state, Number(e.dataset.count)])));
+  // open the workflow from the list, see its DAG waiting, then let a second tab execute it
+  await dash.click(`#workflows tr[data-graphid="${cfg.graphid}"] a`);
+  await dash.waitForSelector('#dag svg g.node');
+  const nodes = await dash.locator('#dag g.node').count();
+  const before = await dash.locator('#dag g.node').evaluateAll((els) => els.map((e) => e.dataset.state));
+  await dash.waitForSelector('#live[data-live="live"]');
+
+  const worker = await context.newPage();
+  watch(worker, 'executor');
+  await startExecutor(worker, cfg);
+
+  await dash.bringToFront();
+  await dash.waitForFunction(() => {
+    const states = [...document.querySelectorAll('#dag g.node')].map((e) => e.dataset.state);
+    return states.length > 0 && states.every((s) => s === 'successful');
+  });
+  await dash.waitForSelector('#dag[data-graph-state="successful"]');
+  const frames = Number(await dash.getAttribute('#live', 'data-frames'));
+  const result = { counts, nodes, before, frames, screenshots: [] };
+  if (cfg.screenshots) {
+    result.screenshots.push(await screenshot(dash, join(cfg.screenshots, 'dashboard-workflow.png')));
+    // the process view of one node, and the overview on a phone-sized screen
+    await dash.click('#dag g.node');
+    await dash.waitForSelector('#process[data-state="successful"]');
+    result.auditEvents = await dash.locator('#process table').last().locator('tbody tr').count();
+    result.screenshots.push(await screenshot(dash, join(cfg.screenshots, 'dashboard-process.png')));
+    await dash.setViewportSize({ width: 390, height: 844 });
+    await dash.goto(`${cfg.url}/#/`);
+    await dash.waitForSelector('#view[data-loaded="true"]');
+    await dash.waitForSelector('#throughput svg');
+    result.phoneOverflow = await dash.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    result.screenshots.push(await screenshot(dash, join(cfg.screenshots, 'dashboard-phone.png')));
+  }
+  await worker.click('#stop');
+  await worker.waitForSelector('#status[data-state="stopped"]');
+  return result;
+}
+
+const SCENARIOS = { executor: executorScenario, dashboard: dashboardScenario };
+
+async function main() {
+  if (!SCENARIOS[scenario]) throw new Error(`unknown scenario ${scenario}; one of ${Object.keys(SCENARIOS)}`);
+  const { context, close } = await launch();
+  try {
+    const result = await SCENARIOS[scenario](context);
+    result.pageErrors = pageErrors;
+    console.log(JSON.stringify({ ok: true, ...result }));
+  } finally {
+    await close();
+  }
+}
+
+main().catch((err) => {
+  console.log(JSON.stringify({ ok: false, error: String(err && err.stack || err), pageErrors }));
+  process.exit(1);
+});

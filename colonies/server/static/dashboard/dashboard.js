@@ -1,0 +1,329 @@
+// The Colonies dashboard: sign in with a private key (kept in this tab only; every request is signed
+// here), then watch a colony — counts, executors, processes, workflows, throughput — and open a process
+// (spec, input, output, errors, attributes, logs, audit trail) or a workflow (its DAG, live over /pubsub).
+import { Client, ColoniesError, idOf } from 'colonies';
+import { h, badge, short, when, ago, json, table, STATES, EXECUTOR_STATES } from './dom.js';
+import { drawGraph } from './graph.js';
+import { buckets, drawChart } from './chart.js';
+
+const $ = (id) => document.getElementById(id);
+const SESSION_KEY = 'colonies.dashboard';
+const REFRESH_MS = 3000;
+const CHART_MS = 15000;
+const SUB_TIMEOUT_S = 300;
+
+const session = { client: null, colony: '', colonies: [], isServer: false };
+let cleanup = [];   // what the current view must stop (timers, sockets) when we leave it
+
+// -- sign in / out -----------------------------------------------------------------------------------------
+async function signIn(prvkey, colony) {
+  const client = new Client({ url: location.origin, prvkey });
+  const id = idOf(prvkey); // throws on a malformed key
+  let colonies = [];
+  let isServer = false;
+  try {
+    colonies = (await client.getColonies()).map((c) => c.name);
+    isServer = true;
+  } catch (err) {
+    if (!(err instanceof ColoniesError) || err.status !== 403) throw err;
+  }
+  if (!isServer) {
+    if (!colony) throw new Error('name the colony this key belongs to');
+    await client.getColony(colony); // proves membership
+    colonies = [colony];
+  }
+  Object.assign(session, { client, colonies, isServer, colony: colony || colonies[0] || '' });
+  $('who').textContent = `${isServer ? 'server' : 'member'} ${short(id)}${session.colony ? ` · ${session.colony}` : ''}`;
+  $('signin-card').hidden = true;
+  $('nav').hidden = false;
+  $('signout').hidden = false;
+}
+
+function signOut() {
+  sessionStorage.removeItem(SESSION_KEY);
+  Object.assign(session, { client: null, colony: '', colonies: [], isServer: false });
+  stopView();
+  $('view').replaceChildren();
+  $('who').textContent = '';
+  $('signin-card').hidden = false;
+  $('nav').hidden = true;
+  $('signout').hidden = true;
+}
+
+$('signin').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  $('signin-error').textContent = '';
+  const prvkey = $('key').value.trim().toLowerCase();
+  const colony = $('signin-colony').value.trim();
+  try {
+    await signIn(prvkey, colony);
+  } catch (err) {
+    $('signin-error').textContent = `could not sign in: ${err.message}`;
+    return;
+  }
+  $('key').value = '';
+  if ($('remember').checked) sessionStorage.setItem(SESSION_KEY, JSON.stringify({ prvkey, colony }));
+  route();
+});
+$('signout').addEventListener('click', () => { signOut(); location.hash = '#/'; });
+
+// -- views -------------------------------------------------------------------------------------------------
+function stopView() {
+  for (const stop of cleanup) stop();
+  cleanup = [];
+}
+
+function every(ms, fn) {
+  const t = setInterval(fn, ms);
+  cleanup.push(() => clearInterval(t));
+}
+
+function showError(where, err) {
+  where.replaceChildren(h('p', { class: 'error' }, err.message || String(err)));
+}
+
+function link(href, text) {
+  return h('a', { href }, text);
+}
+
+/** Keep a set of /pubsub subscriptions open while the view lives (the server ends them at their timeout). */
+function live(subscriptions, onProcess, status) {
+  let sub = null;
+  let stopped = false;
+  let frames = 0;
+  const open = () => {
+    if (stopped) return;
+    sub = session.client.subscribe(subscriptions(), {
+      onProcess: (p) => { frames++; status.dataset.frames = String(frames); onProcess(p); },
+    });
+    status.dataset.live = 'connecting';
+    sub.opened.then(() => { status.dataset.live = 'live'; status.textContent = '● live'; }, () => {});
+    sub.closed.then(() => {
+      status.dataset.live = 'closed';
+      status.textContent = '○ reconnecting';
+      if (!stopped) setTimeout(open, 1000);  // the subscription timed out or the server restarted
+    });
+  };
+  open();
+  cleanup.push(() => { stopped = true; if (sub) sub.close(); });
+}
+
+// overview: counts, processes (filtered), executors, workflows, throughput
+async function overview(view) {
+  const c = session.client;
+  const colony = session.colony;
+  const filter = { state: -1, executortype: '' };
+  const colonyPicker = session.colonies.length > 1 || session.isServer
+    ? h('select', { id: 'colony-picker', onchange: (e) => { session.colony = e.target.value; route(); } },
+      session.colonies.map((n) => h('option', { value: n, selected: n === colony }, n)))
+    : null;
+  const counts = h('div', { class: 'counts', id: 'counts' });
+  const processes = h('div', { id: 'processes' });
+  const executors = h('div', { id: 'executors' });
+  const workflows = h('div', { id: 'workflows' });
+  const chart = h('div', { class: 'chart', id: 'throughput' });
+  const stateSelect = h('select', { id: 'state-filter', 'aria-label': 'state',
+    onchange: (e) => { filter.state = Number(e.target.value); refresh(); } },
+  h('option', { value: -1 }, 'all states'), STATES.map((n, i) => h('option', { value: i }, n)));
+  const typeInput = h('input', { type: 'text', id: 'type-filter', placeholder: 'executor type', 'aria-label': 'executor type',
+    onchange: (e) => { filter.executortype = e.target.value.trim(); refresh(); } });
+  view.replaceChildren(
+    session.isServer ? h('section', { class: 'card' }, h('h2', {}, 'Colonies'),
+      table(['name'], session.colonies.map((n) => ({ cells: [n] })), { empty: 'no colonies yet' })) : '',
+    colony ? h('section', { class: 'card' }, h('h2', {}, 'Colony ', colonyPicker || colony), counts) : '',
+    colony ? h('section', { class: 'card' }, h('h2', {}, 'Throughput, last hour (finished per minute)'), chart) : '',
+    colony ? h('section', { class: 'card' }, h('h2', {}, 'Processes'), h('div', { class: 'filters' }, stateSelect, typeInput),
+      processes) : '',
+    colony ? h('div', { class: 'grid2' }, h('section', { class: 'card' }, h('h2', {}, 'Workflows'), workflows),
+      h('section', { class: 'card' }, h('h2', {}, 'Executors'), executors)) : '',
+  );
+  if (!colony) return;
+  if (session.isServer) {
+    counts.append(h('p', { class: 'muted' }, 'The server key is not a member of colonies: sign in with a user or executor key to see one.'));
+    return;
+  }
+
+  async function refresh() {
+    try {
+      const [st, procs, execs, graphs] = await Promise.all([
+        c.colonyStats(colony),
+        filter.state === -1
+          ? Promise.all([0, 1, 2, 3, 4].map((state) => c.getProcesses(colony, { state, count: 20, executortype: filter.executortype })))
+            .then((lists) => lists.flat())
+          : c.getProcesses(colony, { state: filter.state, count: 100, executortype: filter.executortype }),
+        c.getExecutors(colony),
+        c.getProcessGraphs(colony, { count: 20 }),
+      ]);
+      const n = [st.waitingprocesses, st.runningprocesses, st.successfulprocesses, st.failedprocesses, st.cancelledprocesses];
+      counts.replaceChildren(...STATES.map((name, i) => h('div', {
+        class: `count s${i}${filter.state === i ? ' active' : ''}`, dataset: { state: name, count: n[i] || 0 },
+        role: 'button', tabindex: 0, title: `show ${name} processes`,
+        onclick: () => { filter.state = filter.state === i ? -1 : i; stateSelect.value = String(filter.state); refresh(); },
+      }, h('b', {}, n[i] || 0), name)),
+      h('div', { class: 'count', style: 'background:#16213a', dataset: { state: 'workflows' } },
+        h('b', {}, `${st.runningworkflows || 0}/${st.successfulworkflows || 0}/${st.failedworkflows || 0}`), 'workflows run/ok/failed'));
+      processes.replaceChildren(table(['process', 'function', 'type', 'state', 'submitted', 'executor'],
+        procs.map((p) => ({ attrs: { dataset: { processid: p.processid, state: STATES[p.state] } }, cells: [
+          link(`#/process/${p.processid}`, short(p.processid)), p.spec.funcname, p.spec.conditions.executortype,
+          badge(p.state), when(p.submissiontime), short(p.assignedexecutorid)] })),
+        { empty: 'no processes match', phoneHidden: [2, 4, 5] }));
+      executors.replaceChildren(table(['name', 'type', 'state', 'last seen'],
+        execs.map((e) => ({ cells: [e.executorname, e.executortype, EXECUTOR_STATES[e.state] || e.state, ago(e.lastheardfromtime)] })),
+        { empty: 'no executors', phoneHidden: [1] }));
+      workflows.replaceChildren(table(['workflow', 'state', 'processes', 'submitted'],
+        graphs.map((g) => ({ attrs: { dataset: { graphid: g.processgraphid, state: STATES[g.state] } }, cells: [
+          link(`#/workflow/${g.processgraphid}`, short(g.processgraphid)), badge(g.state), (g.processids || []).length,
+          when(g.submissiontime)] })),
+        { empty: 'no workflows', phoneHidden: [3] }));
+      view.dataset.loaded = 'true';
+    } catch (err) {
+      showError(processes, err);
+    }
+  }
+  async function refreshChart() {
+    try {
+      const [ok, failed] = await Promise.all([2, 3].map((state) => c.processHistory(colony, 3600, { state })));
+      chart.replaceChildren(drawChart(buckets(ok, failed)));
+    } catch (err) {
+      showError(chart, err);
+    }
+  }
+  await Promise.all([refresh(), refreshChart()]);
+  every(REFRESH_MS, refresh);
+  every(CHART_MS, refreshChart);
+}
+
+// one process: spec, input, output, errors, attributes, logs, audit trail; live over /pubsub
+async function processView(view, processid) {
+  const c = session.client;
+  const status = h('span', { class: 'muted', id: 'live' });
+  const body = h('div', { id: 'process' });
+  view.replaceChildren(h('section', { class: 'card' }, h('h2', {}, 'Process ', h('span', { class: 'mono' }, processid), ' ', status),
+    body));
+  async function refresh() {
+    try {
+      const p = await c.getProcess(processid);
+      const colony = p.spec.conditions.colonyname;
+      const [events, logs] = await Promise.all([
+        c.processEvents(processid).catch((err) => [{ event: 'unavailable', detail: err.message }]),
+        c.getLogs(colony, { processid, count: 100 }).catch(() => []),
+      ]);
+      body.dataset.state = STATES[p.state];
+      body.replaceChildren(
+        h('dl', { class: 'kv' },
+          h('dt', {}, 'state'), h('dd', {}, badge(p.state)),
+          h('dt', {}, 'function'), h('dd', {}, p.spec.funcname),
+          h('dt', {}, 'executor type'), h('dd', {}, p.spec.conditions.executortype),
+          h('dt', {}, 'initiator'), h('dd', {}, p.initiatorname || short(p.initiatorid)),
+          h('dt', {}, 'assigned to'), h('dd', { class: 'mono' }, p.assignedexecutorid || '—'),
+          h('dt', {}, 'submitted'), h('dd', {}, when(p.submissiontime)),
+          h('dt', {}, 'started'), h('dd', {}, when(p.starttime) || '—'),
+          h('dt', {}, 'ended'), h('dd', {}, when(p.endtime) || '—'),
+          h('dt', {}, 'retries'), h('dd', {}, `${p.retries} of ${p.spec.maxretries}`),
+          p.processgraphid ? [h('dt', {}, 'workflow'), h('dd', {}, link(`#/workflow/${p.processgraphid}`, short(p.processgraphid)))] : ''),
+        h('h3', {}, 'Input'), json(p.in || []),
+        h('h3', {}, 'Output'), h('div', { id: 'output' }, json(p.out || [])),
+        h('h3', {}, 'Errors'), (p.errors || []).length ? h('pre', { class: 'error' }, p.errors.join('\n')) : h('p', { class: 'muted' }, 'none'),
+        h('h3', {}, 'Attributes'), table(['key', 'value', 'type'], (p.attributes || []).map((a) => ({
+          cells: [a.key, a.value, ['in', 'out', 'err', 'env'][a.attributetype] || a.attributetype] }))),
+        h('h3', {}, 'Logs'), logs.length ? h('pre', {}, logs.map((l) => `${when(l.timestamp)}  ${l.executorname}: ${l.message}`).join('\n'))
+          : h('p', { class: 'muted' }, 'none'),
+        h('h3', {}, 'Audit trail'), table(['#', 'time', 'event', 'actor', 'detail'], events.map((e) => ({
+          cells: [e.seq, when(e.timestamp), e.event, short(e.actorid), e.detail] })), { phoneHidden: [0, 3] }),
+        h('h3', {}, 'Spec'), json(p.spec),
+      );
+    } catch (err) {
+      showError(body, err);
+    }
+  }
+  await refresh();
+  live(() => [1, 2, 3, 4].map((state) => ({ msgtype: 'subscribeprocessmsg', colonyname: '', processid, executortype: '',
+    state, timeout: SUB_TIMEOUT_S })), () => refresh(), status);
+}
+
+// one workflow: the DAG coloured by state, recoloured live by /pubsub pushes
+async function workflowView(view, graphid) {
+  const c = session.client;
+  const status = h('span', { class: 'muted', id: 'live' });
+  const stateEl = h('span', { id: 'graph-state' });
+  const dag = h('div', { class: 'dag', id: 'dag' });
+  const list = h('div', { id: 'graph-processes' });
+  view.replaceChildren(h('section', { class: 'card' },
+    h('h2', {}, 'Workflow ', h('span', { class: 'mono' }, short(graphid)), ' ', stateEl, ' ', status),
+    dag, h('div', { class: 'legend' }, STATES.map((_, i) => badge(i)))),
+  h('section', { class: 'card' }, h('h2', {}, 'Processes'), list));
+  const processes = new Map();
+  let graph;
+  let drawn;
+  const renderList = () => list.replaceChildren(table(['node', 'function', 'state', 'process'], [...processes.values()].map((p) => ({
+    cells: [p.spec.nodename, p.spec.funcname, badge(p.state), link(`#/process/${p.processid}`, short(p.processid))] }))));
+  async function refreshGraph() {
+    graph = await c.getProcessGraph(graphid);
+    stateEl.replaceChildren(badge(graph.state));
+    dag.dataset.graphState = STATES[graph.state];
+  }
+  try {
+    await refreshGraph();
+    const ids = (graph.processids || []).slice(0, 200);
+    for (const p of await Promise.all(ids.map((id) => c.getProcess(id)))) processes.set(p.processid, p);
+    drawn = drawGraph([...processes.values()], (id) => { location.hash = `#/process/${id}`; });
+    dag.replaceChildren(drawn.svg);
+    renderList();
+  } catch (err) {
+    showError(dag, err);
+    return;
+  }
+  const onPush = (p) => {
+    const old = processes.get(p.processid);
+    if (!old || old.state === p.state) return;
+    processes.set(p.processid, p);
+    drawn.update(p);
+    renderList();
+    refreshGraph().catch(() => {});
+  };
+  live(() => [...processes.keys()].flatMap((processid) => [1, 2, 3, 4].map((state) => ({
+    msgtype: 'subscribeprocessmsg', colonyname: '', processid, executortype: '', state, timeout: SUB_TIMEOUT_S }))),
+  onPush, status);
+  // a safety net for pushes missed while reconnecting; the live view does not depend on it
+  every(15000, async () => {
+    try {
+      for (const p of await Promise.all([...processes.keys()].map((id) => c.getProcess(id)))) onPush(p);
+      await refreshGraph();
+    } catch { /* shown on the next push */ }
+  });
+}
+
+// -- routing -----------------------------------------------------------------------------------------------
+async function route() {
+  stopView();
+  const view = $('view');
+  if (!session.client) { view.replaceChildren(); return; }
+  const [, kind, id] = location.hash.split('/');
+  view.dataset.view = kind || 'overview';
+  delete view.dataset.loaded;
+  try {
+    if (kind === 'process' && id) await processView(view, id);
+    else if (kind === 'workflow' && id) await workflowView(view, id);
+    else await overview(view);
+  } catch (err) {
+    showError(view, err);
+  }
+}
+
+window.addEventListener('hashchange', route);
+
+// restore a session kept in this tab
+(async () => {
+  const saved = sessionStorage.getItem(SESSION_KEY);
+  if (saved) {
+    try {
+      const { prvkey, colony } = JSON.parse(saved);
+      await signIn(prvkey, colony);
+    } catch (err) {
+      sessionStorage.removeItem(SESSION_KEY);
+      $('signin-error').textContent = `session expired: ${err.message}`;
+    }
+  }
+  await route();
+  document.body.dataset.ready = 'true';
+})();

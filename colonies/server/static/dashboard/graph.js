@@ -1,0 +1,81 @@
+// The workflow DAG as SVG: layers by longest path from the roots, nodes coloured by state.
+import { s, COLORS, STATES } from './dom.js';
+
+const W = 150;   // node width
+const H = 40;    // node height
+const GX = 60;   // gap between layers
+const GY = 18;   // gap between nodes of a layer
+
+/** Layer of each process: 0 for roots, else 1 + the deepest parent (bounded by the node count). */
+export function layers(processes) {
+  const byId = new Map(processes.map((p) => [p.processid, p]));
+  const depth = new Map();
+  const visit = (id, guard) => {
+    if (depth.has(id)) return depth.get(id);
+    if (guard > byId.size) return 0; // a cycle cannot happen in a workflow; stay bounded anyway
+    const p = byId.get(id);
+    const parents = (p && p.parents ? p.parents : []).filter((x) => byId.has(x));
+    const d = parents.length ? 1 + Math.max(...parents.map((x) => visit(x, guard + 1))) : 0;
+    depth.set(id, d);
+    return d;
+  };
+  for (const p of processes) visit(p.processid, 0);
+  return depth;
+}
+
+/**
+ * Draw the DAG; returns {svg, update(process)} — update recolours one node in place (live updates).
+ * onClick(processid) opens a process.
+ */
+export function drawGraph(processes, onClick) {
+  const depth = layers(processes);
+  const columns = [];
+  for (const p of processes) {
+    const d = depth.get(p.processid) || 0;
+    (columns[d] = columns[d] || []).push(p);
+  }
+  const rows = Math.max(1, ...columns.map((c) => (c ? c.length : 0)));
+  const width = Math.max(1, columns.length) * (W + GX) - GX + 20;
+  const height = rows * (H + GY) - GY + 20;
+  const pos = new Map();
+  columns.forEach((col, x) => (col || []).forEach((p, y) => {
+    const offset = ((rows - col.length) * (H + GY)) / 2;
+    pos.set(p.processid, { x: 10 + x * (W + GX), y: 10 + offset + y * (H + GY) });
+  }));
+  const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, width, height, role: 'img',
+    'aria-label': 'workflow graph' });
+  for (const p of processes) {
+    for (const parent of p.parents || []) {
+      const a = pos.get(parent);
+      const b = pos.get(p.processid);
+      if (!a || !b) continue;
+      const x1 = a.x + W; const y1 = a.y + H / 2; const x2 = b.x; const y2 = b.y + H / 2;
+      const mx = (x1 + x2) / 2;
+      svg.append(s('path', { d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, 'marker-end': 'url(#arrow)' }));
+    }
+  }
+  svg.prepend(s('defs', {}, s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 7,
+    markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', style: 'fill:#8a94a6' }))));
+  const nodes = new Map();
+  for (const p of processes) {
+    const { x, y } = pos.get(p.processid);
+    const label = p.spec.nodename || p.spec.funcname;
+    const rect = s('rect', { x, y, width: W, height: H, rx: 8, fill: COLORS[p.state] || '#555' });
+    const text = s('text', { x: x + 10, y: y + 17 }, label.length > 20 ? `${label.slice(0, 19)}…` : label);
+    const sub = s('text', { x: x + 10, y: y + 32, style: 'font-size:10px;opacity:.9' },
+      `${p.spec.funcname} · ${STATES[p.state]}`);
+    const g = s('g', { class: 'node', dataset: { processid: p.processid, node: label, state: STATES[p.state] },
+      onclick: () => onClick(p.processid) }, s('title', {}, `${label}: ${STATES[p.state]}`), rect, text, sub);
+    nodes.set(p.processid, { g, rect, sub, funcname: p.spec.funcname });
+    svg.append(g);
+  }
+  function update(p) {
+    const n = nodes.get(p.processid);
+    if (!n) return false;
+    n.rect.setAttribute('fill', COLORS[p.state] || '#555');
+    n.sub.textContent = `${n.funcname} · ${STATES[p.state]}`;
+    n.g.dataset.state = STATES[p.state];
+    return true;
+  }
+  return { svg, update };
+}
