@@ -36,7 +36,7 @@ def cli_env(server: ServerProc, colony: ColonyKeys, **extra: str) -> dict[str, s
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "colonies", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+                          timeout=timeout, cwd=ROOT, check=False)
 
 
 def start_executor(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen[bytes]:
