@@ -27,6 +27,9 @@ from colonies.storage.base import ClaimRequest, ProcessQuery
 DAY_NS = 86_400 * NS
 MAX_PRIORITY = 50_000
 MAX_DURATION_S = 100 * 365 * 86_400  # deadlines stay far inside int64 ns
+MAX_ARGS = 10_000                    # args + kwargs entries of one function spec
+MAX_ATTRIBUTE_BYTES = 1024 * 1024    # an attribute's value (UTF-8)
+MAX_ATTRIBUTE_KEY = 256
 
 
 def normalize_spec(spec: FunctionSpec, colony: str | None = None) -> FunctionSpec:
@@ -52,6 +55,8 @@ def normalize_spec(spec: FunctionSpec, colony: str | None = None) -> FunctionSpe
     c.dependencies = c.dependencies or []
     spec.args = spec.args if spec.args is not None else []
     spec.kwargs = spec.kwargs if spec.kwargs is not None else {}
+    if len(spec.args) + len(spec.kwargs) > MAX_ARGS:
+        raise BadRequest(f"a function spec may have at most {MAX_ARGS} args and kwargs")
     spec.env = spec.env or {}
     if spec.fs is None:
         spec.fs = {"mount": "", "snapshots": None, "dirs": None}
@@ -265,6 +270,9 @@ async def add_attribute(s: Services, signer: str, msg: m.AddAttributeMsg) -> Att
         raise BadRequest("attributes can only be added to a RUNNING process")
     if not 0 <= a.attributetype <= 3:
         raise BadRequest("invalid attribute type")
+    if len(a.key) > MAX_ATTRIBUTE_KEY or len(a.value.encode()) > MAX_ATTRIBUTE_BYTES:
+        raise BadRequest(f"attribute key longer than {MAX_ATTRIBUTE_KEY} characters or value larger than "
+                         f"{MAX_ATTRIBUTE_BYTES} bytes")
     a.attributeid = sha3_hex(f"{a.targetid}{a.key}{a.attributetype}".encode())
     a.targetcolonyname = p.spec.conditions.colonyname
     a.targetprocessgraphid = p.processgraphid
