@@ -16,7 +16,7 @@ def create_storage(config: Config) -> Storage:
 
         return SqliteStorage(config.db_path, synchronous=config.sqlite_synchronous)
     if config.db_type in ("postgresql", "postgres"):
-        from colonies.storage.postgres import PostgresStorage  # type: ignore[import-not-found]
+        from colonies.storage.postgres import PostgresStorage
 
-        return PostgresStorage(config)  # type: ignore[no-any-return]
+        return PostgresStorage(config)
     raise ValueError(f"unknown COLONIES_DB_TYPE {config.db_type!r}")
