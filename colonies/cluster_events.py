@@ -33,6 +33,7 @@ CHANNEL = "colonies_events"
 MAX_PAYLOAD = 7900  # PostgreSQL's limit is 8000 bytes
 MAX_BATCH = 256
 RECONNECT_ATTEMPTS = 5
+RECONNECT_ROUNDS = 60  # about 2 minutes of backoff for the LISTEN connection
 
 
 def encode(replica: str, p: Process) -> str:
@@ -70,6 +71,7 @@ class ClusterEvents:
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=100_000)
         self._sender: asyncio.Task[None] | None = None
         self._fetches: set[asyncio.Task[None]] = set()
+        self._connecting = asyncio.Lock()
 
     async def start(self) -> None:
         await self._connect()
@@ -80,10 +82,10 @@ class ClusterEvents:
         if self.bus.forward == self._forward:
             self.bus.forward = None
         if self._sender is not None:
-            self._sender.cancel()
+            sender, self._sender = self._sender, None
+            sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
-            self._sender = None
+                await sender
         for t in list(self._fetches):
             t.cancel()
         if self._con is not None:
@@ -92,9 +94,41 @@ class ClusterEvents:
                 await asyncio.wait_for(con.close(), 5)
 
     async def _connect(self) -> None:
-        con = await asyncpg.connect(self.dsn, statement_cache_size=0, timeout=10)
-        await con.add_listener(CHANNEL, self._on_notify)
-        self._con = con
+        async with self._connecting:
+            if self._con is not None and not self._con.is_closed():
+                return
+            con = await asyncpg.connect(self.dsn, statement_cache_size=0, timeout=10)
+            await con.add_listener(CHANNEL, self._on_notify)
+            con.add_termination_listener(self._on_terminated)
+            self._con = con
+
+    def _drop(self) -> None:
+        """Forget the current connection (its termination callback is then ignored)."""
+        con, self._con = self._con, None
+        if con is not None and not con.is_closed():
+            con.terminate()
+
+    def _on_terminated(self, con: object) -> None:
+        """The LISTEN connection died (database restart, network): reconnect in the background."""
+        if self._sender is None or con is not self._con:
+            return  # stopping, or an old connection
+        self._con = None
+        task = asyncio.get_running_loop().create_task(self._reconnect(), name="cluster-events-reconnect")
+        self._fetches.add(task)
+        task.add_done_callback(self._fetches.discard)
+
+    async def _reconnect(self) -> None:
+        for attempt in range(RECONNECT_ROUNDS):
+            if self._sender is None or self._con is not None:
+                return
+            try:
+                await self._connect()
+                log.warning("cluster events: LISTEN connection re-established")
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                log.warning("cluster events: reconnect failed (%s), attempt %d", e, attempt + 1)
+                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+        log.error("cluster events: gave up reconnecting; cross-replica wakeups are off until restart")
 
     # -- outgoing ------------------------------------------------------------------------------------------
     def _forward(self, p: Process) -> None:
@@ -118,7 +152,7 @@ class ClusterEvents:
                     break
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                     log.warning("cluster events: send failed (%s), attempt %d", e, attempt + 1)
-                    self._con = None
+                    self._drop()
                     await asyncio.sleep(0.2 * (attempt + 1))
 
     # -- incoming ------------------------------------------------------------------------------------------

@@ -97,6 +97,31 @@ async def test_subscriber_on_a_gets_the_full_process(two_replicas: tuple[Postgre
     assert full.processid == p.processid and full.spec.funcname == "f" and full.submissiontime == p.submissiontime
 
 
+async def test_listen_connection_comes_back_after_it_is_killed(pg_database: PgDatabase) -> None:
+    a, b = PostgresStorage(dsn=pg_database.dsn), PostgresStorage(dsn=pg_database.dsn)
+    await a.open()
+    await b.open()
+    bus_a, bus_b = EventBus(), EventBus()
+    ev_a, ev_b = await a.listen(bus_a), await b.listen(bus_b)
+    try:
+        assert ev_a._con is not None
+        old = ev_a._con
+        await a.pool.execute("SELECT pg_terminate_backend($1)", old.get_server_pid())
+        deadline = time.monotonic() + 15
+        while ev_a._con is None or ev_a._con is old:
+            assert time.monotonic() < deadline, "LISTEN connection was not re-established"
+            await asyncio.sleep(0.02)
+        w = bus_a.park("c1", "t", "e1")
+        bus_b.publish(waiting())
+        await asyncio.wait_for(asyncio.shield(w.future), 5)
+        bus_a.unpark(w, consumed=True)
+    finally:
+        await ev_a.stop()
+        await ev_b.stop()
+        await a.close()
+        await b.close()
+
+
 # -- two real server processes on one database --------------------------------------------------------------
 @pytest.fixture
 def replicas(tmp_path: Path, pg_database: PgDatabase) -> Iterator[tuple[ServerProc, ServerProc]]:
