@@ -21,16 +21,17 @@ async function signIn(prvkey, colony) {
   const id = idOf(prvkey); // throws on a malformed key
   let colonies = [];
   let isServer = false;
-  try {
-    colonies = (await client.getColonies()).map((c) => c.name);
-    isServer = true;
-  } catch (err) {
-    if (!(err instanceof ColoniesError) || err.status !== 403) throw err;
-  }
-  if (!isServer) {
-    if (!colony) throw new Error('name the colony this key belongs to');
+  if (colony) {
     await client.getColony(colony); // proves membership
     colonies = [colony];
+  } else {
+    try {
+      colonies = (await client.getColonies()).map((c) => c.name); // only the server's key may list them
+      isServer = true;
+    } catch (err) {
+      if (err instanceof ColoniesError && err.status === 403) throw new Error('name the colony this key belongs to');
+      throw err;
+    }
   }
   Object.assign(session, { client, colonies, isServer, colony: colony || colonies[0] || '' });
   $('who').textContent = `${isServer ? 'server' : 'member'} ${short(id)}${session.colony ? ` · ${session.colony}` : ''}`;

@@ -1,0 +1,155 @@
+"""The web pages in a real browser: headless Debian Chromium driven by playwright-core
+(clients/js/tools/browser.mjs) against a real server.
+
+* `/executor` joins a colony and executes processes submitted from Python (WebCrypto SHA-256, a canvas
+  thumbnail, sum, echo).
+* The dashboard signs in with a pasted key, opens a workflow, watches it run to completion (executed by a
+  second tab at /executor) live over /pubsub, and saves screenshots under build/screenshots/.
+
+Needs /usr/bin/chromium, node and `npm ci` in clients/js (scripts/browser-deps): skipped without them,
+except in CI (CI=true) where they must be present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from colonies.client.core import func_spec
+from colonies.model import WorkflowSpec
+from colonies.protocol.crypto import generate_prvkey
+from tests.conftest import ColonyKeys, ServerProc, make_server, need_service, setup_colony
+
+ROOT = Path(__file__).resolve().parents[1]
+JS = ROOT / "clients" / "js"
+SCREENSHOTS = ROOT / "build" / "screenshots"
+CHROMIUM = os.environ.get("COLONIES_CHROMIUM", "/usr/bin/chromium")
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def browser_tools() -> str:
+    """`node`, with playwright-core installed and Chromium present; else skip (fail in CI)."""
+    exe = shutil.which("node")
+    if exe is None:
+        need_service("node", "node is not on PATH")
+    if not Path(CHROMIUM).exists():
+        need_service("chromium", f"{CHROMIUM} is missing (scripts/browser-deps installs Debian's chromium)")
+    if not (JS / "node_modules" / "playwright-core").is_dir():
+        need_service("playwright-core", "run scripts/browser-deps (npm ci in clients/js)")
+    assert exe is not None
+    return exe
+
+
+def drive(scenario: str, config: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+    """Run one scenario of clients/js/tools/browser.mjs; its JSON result (asserting it went well)."""
+    node = browser_tools()
+    config = {"chromium": CHROMIUM, "timeout": 30, **config}
+    r = subprocess.run([node, "tools/browser.mjs", scenario, json.dumps(config)], cwd=JS, capture_output=True,
+                       text=True, timeout=timeout)
+    lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no result from the browser driver: {r.stdout[-2000:]} {r.stderr[-2000:]}"
+    result: dict[str, Any] = json.loads(lines[-1])
+    assert r.returncode == 0 and result["ok"], f"{result.get('error')}\npage errors: {result.get('pageErrors')}"
+    return result
+
+
+def png(width: int, height: int) -> bytes:
+    """A small RGB PNG: a horizontal gradient (no imaging library needed)."""
+    raw = b"".join(b"\x00" + bytes(c for x in range(width) for c in (x * 255 // width, 80, 200))
+                   for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_executor_page_runs_processes_submitted_from_python(server: ServerProc, colony: ColonyKeys) -> None:
+    browser_tools()
+    import base64
+
+    image = "data:image/png;base64," + base64.b64encode(png(40, 30)).decode()
+    with server.client(colony.user_prvkey) as user:
+        submitted = {
+            "sha256": user.submit(func_spec("sha256", colony.name, "browser", args=["hello colonies"])),
+            "thumbnail": user.submit(func_spec("thumbnail", colony.name, "browser", args=[image, 16])),
+            "sum": user.submit(func_spec("sum", colony.name, "browser", args=[1, 2, 3.5])),
+            "echo": user.submit(func_spec("echo", colony.name, "browser", args=["x", {"y": 1}])),
+            "missing": user.submit(func_spec("nosuchfunction", colony.name, "browser")),
+        }
+        result = drive("executor", {
+            "url": server.url, "colony": colony.name, "name": "browser-1", "type": "browser",
+            "executorKey": generate_prvkey(), "colonyKey": colony.colony_prvkey, "expect": len(submitted),
+            "screenshot": str(SCREENSHOTS / "executor.png"),
+        })
+        assert result["done"] == 4 and result["failed"] == 1, result
+        assert result["thumbnails"] == 1
+        assert result["pageErrors"] == []
+        got = {name: user.get_process(p.processid) for name, p in submitted.items()}
+    assert got["sha256"].state == 2
+    assert got["sha256"].output == [hashlib.sha256(b"hello colonies").hexdigest()]
+    thumb = got["thumbnail"].output[0]
+    assert (thumb["width"], thumb["height"], thumb["source"]) == (16, 12, [40, 30])
+    assert thumb["dataurl"].startswith("data:image/png;base64,")
+    decoded = base64.b64decode(thumb["dataurl"].split(",", 1)[1])
+    assert decoded[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", decoded[16:24]) == (16, 12)
+    assert got["sum"].output == [6.5]
+    assert got["echo"].output == ["x", {"y": 1}]
+    assert got["missing"].state == 3 and "nosuchfunction" in got["missing"].errors[0]
+
+
+@pytest.fixture
+def dashboard_server(tmp_path: Path) -> Iterator[ServerProc]:
+    srv = make_server(tmp_path, {"COLONIES_DASHBOARD": "true"})
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_dashboard_watches_a_workflow_run_to_completion(dashboard_server: ServerProc) -> None:
+    browser_tools()
+    srv = dashboard_server
+    keys = setup_colony(srv, "web")
+
+    def spec(node: str, funcname: str, args: list[Any], deps: list[str]) -> Any:
+        return func_spec(funcname, keys.name, "browser", args=args, nodename=node, dependencies=deps)
+
+    with srv.client(keys.user_prvkey) as user:
+        graph = user.submit_workflow(WorkflowSpec(colonyname=keys.name, functionspecs=[
+            spec("hash-a", "sha256", ["a"], []), spec("hash-b", "sha256", ["b"], []),
+            spec("join", "echo", [], ["hash-a", "hash-b"]), spec("report", "echo", ["done"], ["join"]),
+        ]))
+        result = drive("dashboard", {
+            "url": srv.url, "colony": keys.name, "userKey": keys.user_prvkey, "graphid": graph.processgraphid,
+            "name": "browser-tab", "type": "browser", "executorKey": generate_prvkey(),
+            "colonyKey": keys.colony_prvkey, "screenshots": str(SCREENSHOTS),
+        }, timeout=80)
+        final = user.get_processgraph(graph.processgraphid)
+        children = [user.get_process(pid) for pid in final.processids if pid not in final.rootprocessids]
+    assert result["counts"]["waiting"] == 4 and result["counts"]["successful"] == 0
+    assert result["nodes"] == 4 and result["before"] == ["waiting"] * 4
+    assert result["frames"] >= 4, result  # the DAG was recoloured by /pubsub pushes
+    assert result["auditEvents"] >= 3
+    assert result["phoneOverflow"] <= 0, "the overview scrolls sideways on a phone"
+    assert result["pageErrors"] == []
+    assert final.state == 2
+    hashes = sorted(hashlib.sha256(x).hexdigest() for x in (b"a", b"b"))  # computed with WebCrypto in the tab
+    outputs = {p.spec.nodename: p.output for p in children}
+    assert sorted(outputs["join"]) == hashes  # echo of its parents' outputs
+    assert sorted(outputs["report"][:2]) == hashes and outputs["report"][2] == "done"
+    for name in ("dashboard-workflow.png", "dashboard-process.png", "dashboard-phone.png"):
+        assert (SCREENSHOTS / name).stat().st_size > 5000
