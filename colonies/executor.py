@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import importlib
+import importlib.util
 import inspect
 import io
 import logging
@@ -111,7 +113,7 @@ class _LogHandler(logging.Handler):
         if sink is not None and not record.name.startswith(("colonies.", "httpx", "httpcore")):
             try:
                 sink.write(self.format(record) + "\n")
-            except Exception:  # logging must never break the function
+            except Exception:  # noqa: BLE001 - logging must never break the function
                 self.handleError(record)
 
 
@@ -303,7 +305,7 @@ class Executor:
                 log.warning("assign failed: %s", exc)
                 await asyncio.sleep(1)
                 continue
-            except Exception as exc:  # connection trouble: back off and retry
+            except Exception as exc:  # noqa: BLE001 - connection trouble: back off and retry
                 log.warning("assign failed: %s", exc)
                 await asyncio.sleep(1)
                 continue
@@ -329,7 +331,7 @@ class Executor:
                 result = await fn(*args, **kwargs)
             else:
                 result = await asyncio.to_thread(fn, *args, **kwargs)
-        except Exception:
+        except Exception:  # noqa: BLE001 - the function's failure is the process'
             self.failed += 1
             await self._finish(pump, p.processid, sink)
             await self._report(self.client.fail(p.processid, [traceback.format_exc(limit=20)]))
@@ -350,7 +352,7 @@ class Executor:
                 elif time.monotonic() - last_call >= self.heartbeat:
                     await self.client.get_process(process_id)
                     last_call = time.monotonic()
-            except Exception as exc:  # never let logging or a heartbeat break the run
+            except Exception as exc:  # noqa: BLE001 - never let logging or a heartbeat break the run
                 log.warning("process %s: %s", process_id[:12], exc)
 
     async def _flush(self, process_id: str, sink: _Sink, final: bool = False) -> bool:
@@ -365,7 +367,7 @@ class Executor:
         await asyncio.gather(pump, return_exceptions=True)
         try:
             await self._flush(process_id, sink, final=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the result is reported all the same
             log.warning("process %s: could not send its log: %s", process_id[:12], exc)
 
     async def _report(self, call: Any) -> None:
@@ -386,8 +388,6 @@ def load_executor(target: str) -> Executor:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     if modname.endswith(".py") or os.sep in modname:
-        import importlib.util
-
         path = os.path.abspath(modname)
         spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
         if spec is None or spec.loader is None:

@@ -33,6 +33,13 @@ def add(a, b):
 @ex.function
 def echo(*args):
     return list(args)
+
+@ex.function
+def chatty(n):
+    import time
+    for i in range(int(n)):
+        print(f"line {i}", flush=True)
+        time.sleep(0.3)  # the work: output arrives over a second or so
 '''
 
 
@@ -164,6 +171,11 @@ def test_function_exec_submit_and_process_commands(kit: dict[str, str], tmp_path
 
     table = _ok(cli(env, "process", "get", "-p", pid))
     assert "SUCCESS" in table and "ProcessId" in table
+
+    chatty = json.loads(_ok(cli(env, "function", "exec", "--func", "chatty", "--args", "3", "--type", "kit",
+                                "--json")))
+    followed = _ok(cli(env, "log", "get", "-p", chatty["processid"], "--follow", "--timeout", "20"))
+    assert all(f"line {i}" in followed for i in range(3))
 
     followed = cli(env, "process", "ps", "--follow", "--timeout", "0.5")
     assert _ok(followed).lstrip().startswith("Running processes")

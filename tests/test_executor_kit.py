@@ -7,10 +7,14 @@ with concurrent slots, exceptions as failed closes, and the command (allowlist) 
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
+from typing import Any
 
 from colonies.client.core import func_spec
+from colonies.executor import Executor, _Sink
+from colonies.protocol.crypto import generate_prvkey
 from tests.conftest import ColonyKeys, ServerProc
 from tests.kit_support import (
     cli_env,
@@ -184,3 +188,33 @@ def test_command_executor_runs_only_allowed_commands_with_argv(server: ServerPro
     assert got["rm"].state == 3 and "has no function 'rm'" in got["rm"].errors[0]
     assert tmp_path.exists()
     assert got["extra"].state == 3 and "takes no args" in got["extra"].errors[0]
+
+
+async def test_quiet_long_job_sends_heartbeats_and_output_batches() -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str]] = []
+
+        async def get_process(self, process_id: str) -> None:
+            self.calls.append(("heartbeat", process_id))
+
+        async def add_log(self, process_id: str, message: str) -> None:
+            self.calls.append(("log", message))
+
+    rec = Recorder()
+    fake: Any = rec
+    ex = Executor(colony="c", prvkey=generate_prvkey(), name="n", client=fake, heartbeat=0.05)
+    sink = _Sink()
+    sink.write("hello\nwor")
+    pump = asyncio.create_task(ex._pump("p1", sink))
+    try:
+        for _ in range(400):  # bounded: at most ~4 s
+            if sum(kind == "heartbeat" for kind, _ in rec.calls) >= 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+    assert rec.calls[0] == ("log", "hello\n")  # whole lines first; "wor" waits for the final flush
+    assert [c for c in rec.calls if c[0] == "heartbeat"][:2] == [("heartbeat", "p1")] * 2
+    assert sink.take(final=True) == ["wor"]

@@ -18,8 +18,6 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from colonies.client.sync import Client
-
 
 class CLIError(Exception):
     """A user-facing failure: printed as one line on stderr, exit status 1."""
@@ -70,19 +68,23 @@ def need(value: str, what: str, env: str, flag: str) -> str:
 
 
 def client(prvkey: str, what: str = "private key", env: str = "COLONIES_PRVKEY",
-           flag: str = "--prvkey") -> Client:
-    """A sync client for the target server, signing with `prvkey` (which must be set)."""
+           flag: str = "--prvkey") -> Any:
+    """A sync client for the target server, signing with `prvkey` (which must be set).
+
+    Typed `Any`: the client's methods are generated from ClientCore (`bind_sync`), which mypy sees as
+    returning `Call`s rather than results.
+    """
     from colonies.client.sync import Client
 
     need(prvkey, what, env, flag)
     return Client(TARGET.host, TARGET.port, prvkey=prvkey, tls=TARGET.tls)
 
 
-def owner_client(colony_prvkey: str) -> Client:
+def owner_client(colony_prvkey: str) -> Any:
     return client(colony_prvkey, "colony owner key", "COLONIES_COLONY_PRVKEY", "--colony-prvkey")
 
 
-def server_client(server_prvkey: str) -> Client:
+def server_client(server_prvkey: str) -> Any:
     return client(server_prvkey, "server owner key", "COLONIES_SERVER_PRVKEY", "--server-prvkey")
 
 

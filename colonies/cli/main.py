@@ -73,7 +73,7 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return f"{exc.message} (status {exc.status})"
     mod = type(exc).__module__
-    if mod.startswith("httpx") or mod.startswith("httpcore"):
+    if mod.startswith(("httpx", "httpcore")):
         return f"cannot reach the server at {TARGET.host}:{TARGET.port}: {exc or type(exc).__name__}"
     return f"{type(exc).__name__}: {exc}"
 
@@ -84,7 +84,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
         if TARGET.verbose or os.environ.get("COLONIES_VERBOSE", "").lower() in ("1", "true"):
             import traceback
 

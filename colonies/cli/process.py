@@ -33,7 +33,6 @@ from colonies.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from colonies.client.sync import Client
     from colonies.model import Process
 
 process_app = group("Processes: list, inspect, wait for, cancel, remove.")
@@ -70,7 +69,7 @@ def process_table(p: Process) -> Any:
     return kv(f"Process {_short(p.processid)}", pairs)
 
 
-def wait_final(c: Client, process_ids: list[str], timeout: float, progress: bool = False,
+def wait_final(c: Any, process_ids: list[str], timeout: float, progress: bool = False,
                spinner: str = "") -> list[Process]:
     """Poll until every process is SUCCESS, FAILED or CANCELLED; a CLIError after `timeout` seconds.
 

@@ -65,11 +65,11 @@ def server_alive() -> None:
 @server_app.command("status")
 def server_status(as_json: Json = False) -> None:
     """The server's version and backends (needs no key)."""
-    from colonies.client.sync import Client
+    from colonies.cli.common import client
     from colonies.protocol.crypto import generate_prvkey
 
     # Any key will do: version and server info are open to everyone.
-    with Client(TARGET.host, TARGET.port, prvkey=generate_prvkey(), tls=TARGET.tls) as c:
+    with client(generate_prvkey()) as c:
         info = c.server_info()
     if as_json:
         print_json(info)
