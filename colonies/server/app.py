@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
 from colonies.clock import Clock, SystemClock
 from colonies.cluster import Leadership, create_leadership
@@ -25,8 +26,24 @@ from colonies.storage.base import Storage
 log = logging.getLogger("colonies.server")
 
 
+class App:
+    """The server's ASGI app: `POST /api` goes straight to the RPC handler (the hot path skips
+    Starlette's router and middleware); everything else (health, /pubsub, lifespan) to Starlette."""
+
+    def __init__(self, api: ApiApp, rest: Starlette) -> None:
+        self.api = api
+        self.rest = rest
+        self.state = rest.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/api":
+            await self.api(scope, receive, send)
+        else:
+            await self.rest(scope, receive, send)
+
+
 def create_app(config: Config, storage: Storage, clock: Clock | None = None,
-               run_loops: bool = True, leadership: Leadership | None = None) -> Starlette:
+               run_loops: bool = True, leadership: Leadership | None = None) -> App:
     """Deadlines run on every replica; crons, generators, retention and stale-executor cleanup only
     while `leadership.is_leader()` (see colonies.cluster)."""
     services = Services(config=config, storage=storage, clock=clock or SystemClock(),
@@ -81,4 +98,4 @@ def create_app(config: Config, storage: Storage, clock: Clock | None = None,
     app.state.services = services
     app.state.runner = runner
     app.state.api = api
-    return app
+    return App(api, app)
