@@ -34,7 +34,7 @@ def node() -> str:
 
 def run_node(args: list[str], stdin: str = "", env: dict[str, str] | None = None,
              timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([node(), *args], input=stdin, capture_output=True, text=True, cwd=JS, timeout=timeout,
+    return subprocess.run([node(), *args], input=stdin, capture_output=True, text=True, cwd=JS, timeout=timeout, check=False,
                           env={**os.environ, **(env or {})})
 
 

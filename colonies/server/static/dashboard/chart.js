@@ -23,7 +23,7 @@ export function drawChart(data) {
   const max = Math.max(1, ...data.map((d) => d.ok + d.failed));
   const bw = (W - left) / data.length;
   const scale = (H - bottom - 6) / max;
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img',
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img',
     'aria-label': 'processes finished per minute, last hour' });
   svg.append(s('line', { class: 'axis', x1: left, y1: H - bottom, x2: W, y2: H - bottom }));
   svg.append(s('text', { x: 2, y: 12 }, String(max)), s('text', { x: 2, y: H - bottom }, '0'));

@@ -13,7 +13,9 @@ const CHART_MS = 15000;
 const SUB_TIMEOUT_S = 300;
 
 const session = { client: null, colony: '', colonies: [], isServer: false };
-let cleanup = [];   // what the current view must stop (timers, sockets) when we leave it
+// Aborted when we leave the current view: its timers and sockets stop, and a view still loading when
+// we leave starts none.
+let current = new AbortController();
 
 // -- sign in / out -----------------------------------------------------------------------------------------
 async function signIn(prvkey, colony) {
@@ -70,13 +72,15 @@ $('signout').addEventListener('click', () => { signOut(); location.hash = '#/'; 
 
 // -- views -------------------------------------------------------------------------------------------------
 function stopView() {
-  for (const stop of cleanup) stop();
-  cleanup = [];
+  current.abort();
+  current = new AbortController();
+  return current.signal;
 }
 
-function every(ms, fn) {
+function every(signal, ms, fn) {
+  if (signal.aborted) return;
   const t = setInterval(fn, ms);
-  cleanup.push(() => clearInterval(t));
+  signal.addEventListener('abort', () => clearInterval(t), { once: true });
 }
 
 function showError(where, err) {
@@ -88,12 +92,11 @@ function link(href, text) {
 }
 
 /** Keep a set of /pubsub subscriptions open while the view lives (the server ends them at their timeout). */
-function live(subscriptions, onProcess, status) {
+function live(signal, subscriptions, onProcess, status) {
   let sub = null;
-  let stopped = false;
   let frames = 0;
   const open = () => {
-    if (stopped) return;
+    if (signal.aborted) return;
     sub = session.client.subscribe(subscriptions(), {
       onProcess: (p) => { frames++; status.dataset.frames = String(frames); onProcess(p); },
     });
@@ -102,15 +105,15 @@ function live(subscriptions, onProcess, status) {
     sub.closed.then(() => {
       status.dataset.live = 'closed';
       status.textContent = '○ reconnecting';
-      if (!stopped) setTimeout(open, 1000);  // the subscription timed out or the server restarted
+      if (!signal.aborted) setTimeout(open, 1000);  // the subscription timed out or the server restarted
     });
   };
   open();
-  cleanup.push(() => { stopped = true; if (sub) sub.close(); });
+  signal.addEventListener('abort', () => { if (sub) sub.close(); }, { once: true });
 }
 
 // overview: counts, processes (filtered), executors, workflows, throughput
-async function overview(view) {
+async function overview(view, signal) {
   const c = session.client;
   const colony = session.colony;
   const filter = { state: -1, executortype: '' };
@@ -176,7 +179,7 @@ async function overview(view) {
           link(`#/workflow/${g.processgraphid}`, short(g.processgraphid)), badge(g.state), (g.processids || []).length,
           when(g.submissiontime)] })),
         { empty: 'no workflows', phoneHidden: [3] }));
-      view.dataset.loaded = 'true';
+      if (!signal.aborted) view.dataset.loaded = 'true';
     } catch (err) {
       showError(processes, err);
     }
@@ -190,12 +193,12 @@ async function overview(view) {
     }
   }
   await Promise.all([refresh(), refreshChart()]);
-  every(REFRESH_MS, refresh);
-  every(CHART_MS, refreshChart);
+  every(signal, REFRESH_MS, refresh);
+  every(signal, CHART_MS, refreshChart);
 }
 
 // one process: spec, input, output, errors, attributes, logs, audit trail; live over /pubsub
-async function processView(view, processid) {
+async function processView(view, signal, processid) {
   const c = session.client;
   const status = h('span', { class: 'muted', id: 'live' });
   const body = h('div', { id: 'process' });
@@ -238,12 +241,12 @@ async function processView(view, processid) {
     }
   }
   await refresh();
-  live(() => [1, 2, 3, 4].map((state) => ({ msgtype: 'subscribeprocessmsg', colonyname: '', processid, executortype: '',
+  live(signal, () => [1, 2, 3, 4].map((state) => ({ msgtype: 'subscribeprocessmsg', colonyname: '', processid, executortype: '',
     state, timeout: SUB_TIMEOUT_S })), () => refresh(), status);
 }
 
 // one workflow: the DAG coloured by state, recoloured live by /pubsub pushes
-async function workflowView(view, graphid) {
+async function workflowView(view, signal, graphid) {
   const c = session.client;
   const status = h('span', { class: 'muted', id: 'live' });
   const stateEl = h('span', { id: 'graph-state' });
@@ -282,11 +285,11 @@ async function workflowView(view, graphid) {
     renderList();
     refreshGraph().catch(() => {});
   };
-  live(() => [...processes.keys()].flatMap((processid) => [1, 2, 3, 4].map((state) => ({
+  live(signal, () => [...processes.keys()].flatMap((processid) => [1, 2, 3, 4].map((state) => ({
     msgtype: 'subscribeprocessmsg', colonyname: '', processid, executortype: '', state, timeout: SUB_TIMEOUT_S }))),
   onPush, status);
   // a safety net for pushes missed while reconnecting; the live view does not depend on it
-  every(15000, async () => {
+  every(signal, 15000, async () => {
     try {
       for (const p of await Promise.all([...processes.keys()].map((id) => c.getProcess(id)))) onPush(p);
       await refreshGraph();
@@ -296,16 +299,16 @@ async function workflowView(view, graphid) {
 
 // -- routing -----------------------------------------------------------------------------------------------
 async function route() {
-  stopView();
+  const signal = stopView();
   const view = $('view');
   if (!session.client) { view.replaceChildren(); return; }
   const [, kind, id] = location.hash.split('/');
   view.dataset.view = kind || 'overview';
   delete view.dataset.loaded;
   try {
-    if (kind === 'process' && id) await processView(view, id);
-    else if (kind === 'workflow' && id) await workflowView(view, id);
-    else await overview(view);
+    if (kind === 'process' && id) await processView(view, signal, id);
+    else if (kind === 'workflow' && id) await workflowView(view, signal, id);
+    else await overview(view, signal);
   } catch (err) {
     showError(view, err);
   }

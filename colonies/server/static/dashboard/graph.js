@@ -42,7 +42,7 @@ export function drawGraph(processes, onClick) {
     const offset = ((rows - col.length) * (H + GY)) / 2;
     pos.set(p.processid, { x: 10 + x * (W + GX), y: 10 + offset + y * (H + GY) });
   }));
-  const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, width, height, role: 'img',
+  const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, width, height, role: 'img', preserveAspectRatio: 'xMinYMin meet',
     'aria-label': 'workflow graph' });
   for (const p of processes) {
     for (const parent of p.parents || []) {

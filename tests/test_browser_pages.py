@@ -1,0 +1,64 @@
+"""The web pages as files (no browser needed): routes, the dashboard switch, static serving, and that
+everything a page loads comes from this server (no CDN) in the versions the lock file names."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from colonies.config import Config
+from tests.inproc import app_client
+
+ROOT = Path(__file__).resolve().parents[1]
+STATIC = ROOT / "colonies" / "server" / "static"
+JS = ROOT / "clients" / "js"
+
+
+def test_dashboard_is_off_unless_configured(tmp_path: Path) -> None:
+    with app_client(tmp_path) as tc:
+        r = tc.get("/")
+        assert r.status_code == 404 and "COLONIES_DASHBOARD=true" in r.text
+        assert tc.get("/executor").status_code == 200  # the executor page is always there
+
+
+def test_pages_and_static_files(tmp_path: Path) -> None:
+    with app_client(tmp_path, dashboard=True) as tc:
+        for path in ("/", "/executor"):
+            r = tc.get(path)
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+            assert '<script src="/static/js/importmap.js"></script>' in r.text
+            assert r.headers["x-frame-options"] == "DENY"
+        sdk = tc.get("/static/sdk/colonies.js")
+        assert sdk.status_code == 200 and "javascript" in sdk.headers["content-type"]
+        assert sdk.content == (JS / "src" / "colonies.js").read_bytes()  # served from the SDK's source
+        importmap = tc.get("/static/js/importmap.js").text
+        for target in re.findall(r"'(/static/[^']+)'", importmap):
+            assert tc.get(target).status_code == 200, target
+        for bad in ("/static/../web.py", "/static/%2e%2e/web.py", "/static/sdk/../../web.py", "/static/nope.js"):
+            assert tc.get(bad).status_code == 404, bad
+        assert tc.get("/health").status_code == 200
+
+
+def test_config_reads_colonies_dashboard() -> None:
+    assert Config.from_env({"COLONIES_DASHBOARD": "true"}).dashboard is True
+    assert Config.from_env({}).dashboard is False
+
+
+@pytest.mark.parametrize("page", sorted(p.relative_to(STATIC).as_posix() for p in STATIC.rglob("*")
+                                        if p.suffix in {".html", ".js", ".css"} and "vendor" not in p.parts))
+def test_pages_load_nothing_from_elsewhere(page: str) -> None:
+    text = (STATIC / page).read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text), page
+    assert not re.search(r"""(from|import)\s*\(?\s*["'](https?:)?//""", text), page
+    assert "innerHTML" not in text and "insertAdjacentHTML" not in text, page  # server data is text only
+
+
+def test_vendored_modules_match_the_lock_file() -> None:
+    lock = json.loads((JS / "package-lock.json").read_text())["packages"]
+    vendored = json.loads((STATIC / "vendor" / "VERSIONS.json").read_text())
+    for name, version in vendored.items():
+        assert lock[f"node_modules/{name}"]["version"] == version, name
+    assert set(vendored) == {"@noble/secp256k1", "@noble/hashes"}
