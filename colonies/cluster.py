@@ -320,7 +320,7 @@ class EtcdLeadership:
         if not self._leading:
             self._leading = True
             self.transitions.append((time.monotonic(), True))
-            log.warning("%s became leader (lease %x, fencing token %d)", self.node.name, self._lease, token)
+            log.info("%s became leader (lease %x, fencing token %d)", self.node.name, self._lease, token)
 
     def _step_down(self, why: str) -> None:
         if self._leading:
