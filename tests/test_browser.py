@@ -83,7 +83,7 @@ def test_executor_page_runs_processes_submitted_from_python(server: ServerProc, 
     image = "data:image/png;base64," + base64.b64encode(png(40, 30)).decode()
     with server.client(colony.user_prvkey) as user:
         submitted = {
-            "sha256": user.submit(func_spec("sha256", colony.name, "browser", args=["hello colonies"])),
+            "sha256": user.submit(func_spec("sha256", colony.name, "browser", args=["hello", "colonies"])),
             "thumbnail": user.submit(func_spec("thumbnail", colony.name, "browser", args=[image, 16])),
             "sum": user.submit(func_spec("sum", colony.name, "browser", args=[1, 2, 3.5])),
             "echo": user.submit(func_spec("echo", colony.name, "browser", args=["x", {"y": 1}])),

@@ -8,9 +8,10 @@ const params = new URLSearchParams(location.search);
 for (const field of ['colony', 'name', 'type']) if (params.get(field)) $(field).value = params.get(field);
 if (!$('name').value) $('name').value = `browser-${Math.random().toString(16).slice(2, 8)}`;
 
-/** hex SHA-256 of a string's UTF-8 bytes (WebCrypto where available: it needs a secure context). */
-async function sha256(text) {
-  const bytes = new TextEncoder().encode(String(text));
+/** hex SHA-256 of the args joined by spaces, as `colonies dev`'s demo executor computes it (WebCrypto where
+ * available: it needs a secure context, which loopback is). */
+async function sha256(...args) {
+  const bytes = new TextEncoder().encode(args.map(String).join(' '));
   if (globalThis.crypto && crypto.subtle) return bytesToHex(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)));
   return bytesToHex(nobleSha256(bytes));
 }
