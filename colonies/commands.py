@@ -63,10 +63,16 @@ def load_allowlist(path: str) -> tuple[dict[str, Any], dict[str, Command]]:
         output = c.get("output", "text")
         if output not in ("text", "lines", "json"):
             raise ValueError(f"{path}: commands.{name}.output must be text, lines or json")
-        commands[name] = Command(name=name, argv=list(argv), args=bool(c.get("args", True)),
-                                 timeout=float(c.get("timeout", default_timeout)), output=output,
-                                 cwd=c.get("cwd"), env={str(k): str(v) for k, v in (c.get("env") or {}).items()},
-                                 stdin=bool(c.get("stdin", False)))
+        commands[name] = Command(
+            name=name,
+            argv=list(argv),
+            args=bool(c.get("args", True)),
+            timeout=float(c.get("timeout", default_timeout)),
+            output=output,
+            cwd=c.get("cwd"),
+            env={str(k): str(v) for k, v in (c.get("env") or {}).items()},
+            stdin=bool(c.get("stdin", False)),
+        )
     if not commands:
         raise ValueError(f"{path} lists no [commands.NAME] tables")
     return head, commands
@@ -83,9 +89,15 @@ async def run_command(cmd: Command, args: list[Any], kwargs: dict[str, Any]) -> 
     if cmd.stdin and items:
         stdin_data, items = items[0].encode(), items[1:]
     proc = await asyncio.create_subprocess_exec(
-        *cmd.argv, *items, cwd=cmd.cwd, env={**os.environ, **cmd.env} if cmd.env else None,
+        *cmd.argv,
+        *items,
+        cwd=cmd.cwd,
+        env={**os.environ, **cmd.env} if cmd.env else None,
         stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin_data), cmd.timeout)
     except (TimeoutError, asyncio.CancelledError):
@@ -112,9 +124,11 @@ async def run_command(cmd: Command, args: list[Any], kwargs: dict[str, Any]) -> 
 def command_executor(path: str, executortype: str = "", name: str = "") -> Executor:
     """An Executor serving the allowlist's commands (colony, key and server are filled in later)."""
     head, commands = load_allowlist(path)
-    ex = Executor(name=name or str(head.get("name", "")),
-                  executortype=executortype or str(head.get("type", "cli")),
-                  slots=int(head.get("slots", 1)))
+    ex = Executor(
+        name=name or str(head.get("name", "")),
+        executortype=executortype or str(head.get("type", "cli")),
+        slots=int(head.get("slots", 1)),
+    )
     for cmd in commands.values():
         ex.function(_bind(cmd), name=cmd.name)
     return ex

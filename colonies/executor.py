@@ -138,10 +138,21 @@ def install_capture() -> None:
 
 
 class Executor:
-    def __init__(self, colony: str = "", prvkey: str = "", name: str = "", executortype: str = "",
-                 host: str | None = None, port: int | None = None, tls: bool | None = None, slots: int = 1,
-                 poll_timeout: int = 10, client: AsyncClient | None = None, heartbeat: float = 60.0,
-                 capture_output: bool = True) -> None:
+    def __init__(
+        self,
+        colony: str = "",
+        prvkey: str = "",
+        name: str = "",
+        executortype: str = "",
+        host: str | None = None,
+        port: int | None = None,
+        tls: bool | None = None,
+        slots: int = 1,
+        poll_timeout: int = 10,
+        client: AsyncClient | None = None,
+        heartbeat: float = 60.0,
+        capture_output: bool = True,
+    ) -> None:
         self.colony = colony
         self.prvkey = prvkey
         self.name = name
@@ -163,7 +174,7 @@ class Executor:
     def executor_id(self) -> str:
         return id_of(self.prvkey)
 
-    # -- declaring functions -------------------------------------------------------------------------
+    # -- declaring functions ----------------------------------------------------------------------------
     def function(self, fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
         """Decorator: serve `fn` under its name (or `name`)."""
 
@@ -173,10 +184,20 @@ class Executor:
 
         return register(fn) if fn is not None else register
 
-    # -- configuration ------------------------------------------------------------------------------------
-    def configure(self, *, colony: str = "", prvkey: str = "", name: str = "", executortype: str = "",
-                  host: str | None = None, port: int | None = None, tls: bool | None = None,
-                  slots: int | None = None, heartbeat: float | None = None) -> Executor:
+    # -- configuration ----------------------------------------------------------------------------------
+    def configure(
+        self,
+        *,
+        colony: str = "",
+        prvkey: str = "",
+        name: str = "",
+        executortype: str = "",
+        host: str | None = None,
+        port: int | None = None,
+        tls: bool | None = None,
+        slots: int | None = None,
+        heartbeat: float | None = None,
+    ) -> Executor:
         """Fill in what the executor left empty; `slots` and `heartbeat`, when given, override."""
         self.colony = self.colony or colony
         self.prvkey = self.prvkey or prvkey
@@ -192,12 +213,13 @@ class Executor:
             self.heartbeat = heartbeat
         return self
 
-    # -- lifecycle ------------------------------------------------------------------------------------------
+    # -- lifecycle --------------------------------------------------------------------------------------
     @property
     def client(self) -> AsyncClient:
         if self._client is None:
-            self._client = AsyncClient(self.host or "127.0.0.1", self.port or 50080, prvkey=self.prvkey,
-                                       tls=bool(self.tls))
+            self._client = AsyncClient(
+                self.host or "127.0.0.1", self.port or 50080, prvkey=self.prvkey, tls=bool(self.tls)
+            )
         return self._client
 
     async def register(self, colony_prvkey: str) -> None:
@@ -214,11 +236,17 @@ class Executor:
                 raise
             existing = await owner.get_executor(self.colony, self.name)
             if existing.executorid != self.executor_id:
-                raise ClientError(409, f"executor name {self.name!r} is taken by another key in colony "
-                                       f"{self.colony}; choose another name") from None
+                raise ClientError(
+                    409,
+                    f"executor name {self.name!r} is taken by another key in colony "
+                    f"{self.colony}; choose another name",
+                ) from None
             if existing.executortype != self.executortype:
-                raise ClientError(409, f"executor {self.name!r} is registered with type {existing.executortype!r}, "
-                                       f"not {self.executortype!r}; choose another name or key") from None
+                raise ClientError(
+                    409,
+                    f"executor {self.name!r} is registered with type {existing.executortype!r}, "
+                    f"not {self.executortype!r}; choose another name or key",
+                ) from None
         await owner.approve_executor(self.colony, self.name)
 
     async def announce(self) -> None:
@@ -226,9 +254,12 @@ class Executor:
         try:
             me = await self.client.get_executor_by_id(self.colony, self.executor_id)
         except ClientError as exc:
-            raise ClientError(exc.status, f"executor {self.executor_id[:12]}… is not an approved member of colony "
-                                          f"{self.colony}: add it (colonies executor add --approve), or give the "
-                                          f"colony owner's key ({exc.message})") from None
+            raise ClientError(
+                exc.status,
+                f"executor {self.executor_id[:12]}… is not an approved member of colony "
+                f"{self.colony}: add it (colonies executor add --approve), or give the "
+                f"colony owner's key ({exc.message})",
+            ) from None
         self.name = me.executorname
         known = {f.funcname for f in await self.client.get_functions(self.colony, self.name) or []}
         for fname in self.functions:
@@ -248,12 +279,20 @@ class Executor:
         if colony_prvkey:
             await self.register(colony_prvkey)
         if not self.prvkey:
-            raise ValueError("the executor has no private key: give one, or the colony owner's key to make one")
+            raise ValueError(
+                "the executor has no private key: give one, or the colony owner's key to make one"
+            )
         if self.capture_output:
             install_capture()
         await self.announce()
-        log.info("executor %s (%s) serving %s in colony %s with %d slot(s)", self.name, self.executortype,
-                 ", ".join(sorted(self.functions)), self.colony, self.slots)
+        log.info(
+            "executor %s (%s) serving %s in colony %s with %d slot(s)",
+            self.name,
+            self.executortype,
+            ", ".join(sorted(self.functions)),
+            self.colony,
+            self.slots,
+        )
         workers = [asyncio.create_task(self._slot(until_idle), name=f"slot-{i}") for i in range(self.slots)]
         stopper = asyncio.create_task(self._stopping.wait())
         try:
@@ -291,7 +330,7 @@ class Executor:
         log.info("stopping: finishing running work, pulling no more")
         self.stop()
 
-    # -- the pull loop ------------------------------------------------------------------------------------------
+    # -- the pull loop ----------------------------------------------------------------------------------
     async def _slot(self, until_idle: bool) -> None:
         assert self._stopping is not None
         while not self._stopping.is_set():
@@ -408,5 +447,7 @@ def load_executor(target: str) -> Executor:
         return obj
     found = [v for v in vars(module).values() if isinstance(v, Executor)]
     if len(found) != 1:
-        raise ValueError(f"module {modname} declares {len(found)} Executor instances; name one as {modname}:object")
+        raise ValueError(
+            f"module {modname} declares {len(found)} Executor instances; name one as {modname}:object"
+        )
     return found[0]

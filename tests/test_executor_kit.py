@@ -26,7 +26,7 @@ from tests.kit_support import (
     wait_until,
 )
 
-MODULE = '''
+MODULE = """
 import logging, os, pathlib, time
 from colonies import Executor
 
@@ -53,7 +53,7 @@ def gated(gate: str, tag: str) -> str:
 def boom() -> None:
     print("about to fail")
     raise ValueError("kaboom")
-'''
+"""
 
 FINAL = {2, 3, 4}
 
@@ -64,16 +64,18 @@ def _module(tmp_path: Path) -> str:
     return str(path)
 
 
-def test_kill9_mid_process_then_another_executor_finishes_it(server: ServerProc, colony: ColonyKeys,
-                                                              tmp_path: Path) -> None:
+def test_kill9_mid_process_then_another_executor_finishes_it(
+    server: ServerProc, colony: ColonyKeys, tmp_path: Path
+) -> None:
     env = cli_env(server, colony)
     module = _module(tmp_path)
     first = start_executor(env, tmp_path / "a.log", module, "--name", "kit-a")
     second = None
     try:
         with server.client(colony.user_prvkey) as c:
-            spec = func_spec("once_slow", colony.name, "kit", args=[str(tmp_path / "marker")], maxexectime=2,
-                             maxretries=3)
+            spec = func_spec(
+                "once_slow", colony.name, "kit", args=[str(tmp_path / "marker")], maxexectime=2, maxretries=3
+            )
             p = c.submit(spec)
             running = wait_until(process_in_state(c, p.processid, {1}), what="the first executor to start it")
             first.kill()
@@ -90,8 +92,9 @@ def test_kill9_mid_process_then_another_executor_finishes_it(server: ServerProc,
             stop(second)
 
 
-def test_sigterm_finishes_running_work_and_takes_no_more(server: ServerProc, colony: ColonyKeys,
-                                                         tmp_path: Path) -> None:
+def test_sigterm_finishes_running_work_and_takes_no_more(
+    server: ServerProc, colony: ColonyKeys, tmp_path: Path
+) -> None:
     env = cli_env(server, colony)
     log = tmp_path / "ex.log"
     gate = tmp_path / "gate"
@@ -112,8 +115,9 @@ def test_sigterm_finishes_running_work_and_takes_no_more(server: ServerProc, col
         stop(ex)
 
 
-def test_output_goes_to_each_process_log_and_exceptions_fail(server: ServerProc, colony: ColonyKeys,
-                                                              tmp_path: Path) -> None:
+def test_output_goes_to_each_process_log_and_exceptions_fail(
+    server: ServerProc, colony: ColonyKeys, tmp_path: Path
+) -> None:
     env = cli_env(server, colony)
     gate = tmp_path / "gate"
     ex = start_executor(env, tmp_path / "ex.log", _module(tmp_path), "--slots", "2")
@@ -139,7 +143,7 @@ def test_output_goes_to_each_process_log_and_exceptions_fail(server: ServerProc,
         stop(ex)
 
 
-ALLOWLIST = '''
+ALLOWLIST = """
 [executor]
 type = "cmd"
 
@@ -158,11 +162,12 @@ args = false
 argv = ["sort"]
 stdin = true
 output = "lines"
-'''
+"""
 
 
-def test_command_executor_runs_only_allowed_commands_with_argv(server: ServerProc, colony: ColonyKeys,
-                                                               tmp_path: Path) -> None:
+def test_command_executor_runs_only_allowed_commands_with_argv(
+    server: ServerProc, colony: ColonyKeys, tmp_path: Path
+) -> None:
     allowlist = tmp_path / "allowlist.toml"
     allowlist.write_text(ALLOWLIST)
     env = cli_env(server, colony)

@@ -26,16 +26,29 @@ def test_pipeline_example_runs_end_to_end(server: ServerProc, colony: ColonyKeys
     py = start_executor(env, tmp_path / "py.log", str(EXAMPLE / "steps.py"))
     shell = start_executor(env, tmp_path / "shell.log", "--commands", str(EXAMPLE / "allowlist.toml"))
     try:
-        r = run_cli(env, "workflow", "submit", "--spec", str(EXAMPLE / "workflow.json"), "--wait", "--timeout", "60",
-                    "--json")
+        r = run_cli(
+            env,
+            "workflow",
+            "submit",
+            "--spec",
+            str(EXAMPLE / "workflow.json"),
+            "--wait",
+            "--timeout",
+            "60",
+            "--json",
+        )
         assert r.returncode == 0, r.stderr
         graph = json.loads(r.stdout)
         assert graph["state"] == 2
-        got = json.loads(run_cli_inprocess(env, "workflow", "get", "-i", graph["processgraphid"], "--json").stdout)
+        got = json.loads(
+            run_cli_inprocess(env, "workflow", "get", "-i", graph["processgraphid"], "--json").stdout
+        )
         by_node = {p["spec"]["nodename"]: p for p in got["processes"]}
         assert by_node["summarize"]["out"] == _expected(20)
         assert by_node["sort"]["spec"]["conditions"]["executortype"] == "shell"
-        logs = json.loads(run_cli_inprocess(env, "log", "get", "-p", by_node["generate"]["processid"], "--json").stdout)
+        logs = json.loads(
+            run_cli_inprocess(env, "log", "get", "-p", by_node["generate"]["processid"], "--json").stdout
+        )
         assert "generated 20 numbers" in "".join(entry["message"] for entry in logs)
         for proc in (py, shell):  # SIGTERM: a clean exit
             proc.send_signal(signal.SIGTERM)

@@ -40,15 +40,23 @@ def group(help: str) -> typer.Typer:
     """A command group. Help is plain click text: rich help would cost ~120 ms of imports per run."""
     return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
 
+
 # -- options shared by many commands; each names its variable in --help ------------------------------------
-Colony = Annotated[str, typer.Option("--colonyname", "--colony", envvar="COLONIES_COLONY_NAME",
-                                     help="Colony name.")]
-PrvKey = Annotated[str, typer.Option("--prvkey", envvar="COLONIES_PRVKEY",
-                                     help="Your private key (a user's or an executor's).")]
-ColonyPrvKey = Annotated[str, typer.Option("--colony-prvkey", envvar="COLONIES_COLONY_PRVKEY",
-                                           help="The colony owner's private key.")]
-ServerPrvKey = Annotated[str, typer.Option("--server-prvkey", envvar="COLONIES_SERVER_PRVKEY",
-                                           help="The server owner's private key.")]
+Colony = Annotated[
+    str, typer.Option("--colonyname", "--colony", envvar="COLONIES_COLONY_NAME", help="Colony name.")
+]
+PrvKey = Annotated[
+    str,
+    typer.Option("--prvkey", envvar="COLONIES_PRVKEY", help="Your private key (a user's or an executor's)."),
+]
+ColonyPrvKey = Annotated[
+    str,
+    typer.Option("--colony-prvkey", envvar="COLONIES_COLONY_PRVKEY", help="The colony owner's private key."),
+]
+ServerPrvKey = Annotated[
+    str,
+    typer.Option("--server-prvkey", envvar="COLONIES_SERVER_PRVKEY", help="The server owner's private key."),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Count = Annotated[int, typer.Option("--count", help="At most this many.")]
 ProcessId = Annotated[str, typer.Option("--processid", "-p", help="Process id.")]
@@ -56,8 +64,13 @@ ProcessId = Annotated[str, typer.Option("--processid", "-p", help="Process id.")
 STATES = {0: "WAITING", 1: "RUNNING", 2: "SUCCESS", 3: "FAILED", 4: "CANCELLED"}
 STATE_COLORS = {0: "yellow", 1: "blue", 2: "green", 3: "red", 4: "magenta"}
 # The original's list commands: `ps` running, `psw` waiting, `pss` successful, `psf` failed, `psc` cancelled.
-PS_COMMANDS = (("ps", 1, "running"), ("psw", 0, "waiting"), ("pss", 2, "successful"), ("psf", 3, "failed"),
-               ("psc", 4, "cancelled"))
+PS_COMMANDS = (
+    ("ps", 1, "running"),
+    ("psw", 0, "waiting"),
+    ("pss", 2, "successful"),
+    ("psf", 3, "failed"),
+    ("psc", 4, "cancelled"),
+)
 EXECUTOR_STATES = {0: "PENDING", 1: "APPROVED", 2: "REJECTED", 3: "UNREGISTERED"}
 
 
@@ -67,8 +80,9 @@ def need(value: str, what: str, env: str, flag: str) -> str:
     return value
 
 
-def client(prvkey: str, what: str = "private key", env: str = "COLONIES_PRVKEY",
-           flag: str = "--prvkey") -> Any:
+def client(
+    prvkey: str, what: str = "private key", env: str = "COLONIES_PRVKEY", flag: str = "--prvkey"
+) -> Any:
     """A sync client for the target server, signing with `prvkey` (which must be set).
 
     Typed `Any`: the client's methods are generated from ClientCore (`bind_sync`), which mypy sees as
@@ -99,7 +113,7 @@ def state_code(name: str) -> int:
     raise CLIError(f"unknown state {name!r}: use waiting, running, success, failed, cancelled or all")
 
 
-# -- output -------------------------------------------------------------------------------------------------
+# -- output ---------------------------------------------------------------------------------------------
 def console(stderr: bool = False) -> Console:
     from rich.console import Console
 

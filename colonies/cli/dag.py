@@ -48,15 +48,20 @@ def render(graph: Any, processes: Sequence[Any]) -> Any:
     from rich.text import Text
 
     names = {p.processid: name(p) for p in processes}
-    rows: list[Any] = [Text.from_markup(f"Workflow [bold]{graph.processgraphid}[/] "
-                                        f"[{STATE_COLORS.get(graph.state, 'white')}]{STATES.get(graph.state, '?')}[/]")]
+    rows: list[Any] = [
+        Text.from_markup(
+            f"Workflow [bold]{graph.processgraphid}[/] "
+            f"[{STATE_COLORS.get(graph.state, 'white')}]{STATES.get(graph.state, '?')}[/]"
+        )
+    ]
     for i, level in enumerate(levels(processes)):
         if i:
             rows.append(Text("   ↓"))
         boxes = []
         for p in level:
             color = STATE_COLORS.get(p.state, "white")
-            body = f"[bold]{names[p.processid]}[/]\n{p.spec.funcname}\n[{color}]{STATES.get(p.state, p.state)}[/]"
+            state = STATES.get(p.state, p.state)
+            body = f"[bold]{names[p.processid]}[/]\n{p.spec.funcname}\n[{color}]{state}[/]"
             after = [names.get(q, q[:8]) for q in p.parents]
             if after:
                 body += f"\n[dim]after {', '.join(after)}[/]"
@@ -77,7 +82,7 @@ def mermaid(processes: Sequence[Any]) -> str:
 
 
 def dot(processes: Sequence[Any]) -> str:
-    lines = ["digraph workflow {", "  rankdir=TB;", "  node [shape=box, style=\"rounded,filled\"];"]
+    lines = ["digraph workflow {", "  rankdir=TB;", '  node [shape=box, style="rounded,filled"];']
     for p in processes:
         label = f"{name(p)}\\n{STATES.get(p.state, p.state)}"
         lines.append(f'  "{p.processid}" [label="{label}", fillcolor="{_DOT_FILL.get(p.state, "white")}"];')

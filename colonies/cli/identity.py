@@ -1,4 +1,4 @@
-"""`colonies colony ...`, `colonies user ...`, `colonies executor ...` (but `run`) and `colonies security ...`."""
+"""`colonies colony|user|executor|security ...` (`executor run` lives in `run.py`)."""
 
 from __future__ import annotations
 
@@ -37,11 +37,13 @@ def _member_key(prvkey: str, colony_prvkey: str) -> str:
     return prvkey or colony_prvkey
 
 
-# -- colony -------------------------------------------------------------------------------------------------
+# -- colony ---------------------------------------------------------------------------------------------
 @colony_app.command("add")
 def colony_add(
     name: Name,
-    colonyid: Annotated[str, typer.Option("--colonyid", help="The colony's id (from the colony owner's key).")] = "",
+    colonyid: Annotated[
+        str, typer.Option("--colonyid", help="The colony's id (from the colony owner's key).")
+    ] = "",
     colony_prvkey: ColonyPrvKey = "",
     server_prvkey: ServerPrvKey = "",
     as_json: Json = False,
@@ -71,12 +73,15 @@ def colony_ls(server_prvkey: ServerPrvKey = "", as_json: Json = False) -> None:
     """List colonies."""
     with server_client(server_prvkey) as c:
         cols = c.get_colonies() or []
-    show(cols, as_json, lambda xs: table("Colonies", ["Name", "ColonyId"], [(x.name, x.colonyid) for x in xs]))
+    show(
+        cols, as_json, lambda xs: table("Colonies", ["Name", "ColonyId"], [(x.name, x.colonyid) for x in xs])
+    )
 
 
 @colony_app.command("stats")
-def colony_stats(colony: Colony = "", prvkey: PrvKey = "", colony_prvkey: ColonyPrvKey = "",
-                 as_json: Json = False) -> None:
+def colony_stats(
+    colony: Colony = "", prvkey: PrvKey = "", colony_prvkey: ColonyPrvKey = "", as_json: Json = False
+) -> None:
     """Process and executor counts of a colony."""
     from colonies.cli.server import stats_table
 
@@ -85,7 +90,7 @@ def colony_stats(colony: Colony = "", prvkey: PrvKey = "", colony_prvkey: Colony
     show(stats, as_json, lambda s: stats_table(f"Colony {colony}", s))
 
 
-# -- user -----------------------------------------------------------------------------------------------------
+# -- user -----------------------------------------------------------------------------------------------
 @user_app.command("add")
 def user_add(
     name: Name,
@@ -103,11 +108,15 @@ def user_add(
 
 
 def _users_table(users: list[Any]) -> Any:
-    return table("Users", ["Name", "UserId", "Email", "Phone"], [(u.name, u.userid, u.email, u.phone) for u in users])
+    return table(
+        "Users", ["Name", "UserId", "Email", "Phone"], [(u.name, u.userid, u.email, u.phone) for u in users]
+    )
 
 
 @user_app.command("ls")
-def user_ls(colony: Colony = "", prvkey: PrvKey = "", colony_prvkey: ColonyPrvKey = "", as_json: Json = False) -> None:
+def user_ls(
+    colony: Colony = "", prvkey: PrvKey = "", colony_prvkey: ColonyPrvKey = "", as_json: Json = False
+) -> None:
     """List the users of a colony."""
     with client(_member_key(prvkey, colony_prvkey)) as c:
         users = c.get_users(colony) or []
@@ -115,8 +124,13 @@ def user_ls(colony: Colony = "", prvkey: PrvKey = "", colony_prvkey: ColonyPrvKe
 
 
 @user_app.command("get")
-def user_get(name: Name, colony: Colony = "", prvkey: PrvKey = "", colony_prvkey: ColonyPrvKey = "",
-             as_json: Json = False) -> None:
+def user_get(
+    name: Name,
+    colony: Colony = "",
+    prvkey: PrvKey = "",
+    colony_prvkey: ColonyPrvKey = "",
+    as_json: Json = False,
+) -> None:
     """Show one user."""
     with client(_member_key(prvkey, colony_prvkey)) as c:
         u = c.get_user(colony, name)
@@ -131,24 +145,40 @@ def user_remove(name: Name, colony: Colony = "", colony_prvkey: ColonyPrvKey = "
     typer.echo(f"User {name} removed from colony {colony}")
 
 
-# -- executor -------------------------------------------------------------------------------------------------
+# -- executor -------------------------------------------------------------------------------------------
 ExecName = Annotated[str, typer.Option("--name", envvar="COLONIES_EXECUTOR_NAME", help="Executor name.")]
 
 
 def _executors_table(xs: list[Any]) -> Any:
-    rows = [(x.executorname, x.executortype, x.executorid[:16] + "…", EXECUTOR_STATES.get(x.state, x.state),
-             x.locationname, ts(x.lastheardfromtime)) for x in xs]
+    rows = [
+        (
+            x.executorname,
+            x.executortype,
+            x.executorid[:16] + "…",
+            EXECUTOR_STATES.get(x.state, x.state),
+            x.locationname,
+            ts(x.lastheardfromtime),
+        )
+        for x in xs
+    ]
     return table("Executors", ["Name", "Type", "ExecutorId", "State", "Location", "LastHeardFrom"], rows)
 
 
 @executor_app.command("add")
 def executor_add(
     name: ExecName,
-    executortype: Annotated[str, typer.Option("--type", envvar="COLONIES_EXECUTOR_TYPE", help="Executor type.")],
+    executortype: Annotated[
+        str, typer.Option("--type", envvar="COLONIES_EXECUTOR_TYPE", help="Executor type.")
+    ],
     executorid: Annotated[str, typer.Option("--executorid", help="The executor's id.")] = "",
-    executor_prvkey: Annotated[str, typer.Option(
-        "--executor-prvkey", envvar="COLONIES_EXECUTOR_PRVKEY",
-        help="The executor's key (its id is used if --executorid is not given).")] = "",
+    executor_prvkey: Annotated[
+        str,
+        typer.Option(
+            "--executor-prvkey",
+            envvar="COLONIES_EXECUTOR_PRVKEY",
+            help="The executor's key (its id is used if --executorid is not given).",
+        ),
+    ] = "",
     location: Annotated[str, typer.Option("--location", help="Location name.")] = "",
     approve: Annotated[bool, typer.Option("--approve", help="Approve it at once.")] = False,
     colony: Colony = "",
@@ -171,8 +201,9 @@ def executor_add(
 
 
 @executor_app.command("ls")
-def executor_ls(colony: Colony = "", prvkey: PrvKey = "", colony_prvkey: ColonyPrvKey = "",
-                as_json: Json = False) -> None:
+def executor_ls(
+    colony: Colony = "", prvkey: PrvKey = "", colony_prvkey: ColonyPrvKey = "", as_json: Json = False
+) -> None:
     """List the executors of a colony."""
     with client(_member_key(prvkey, colony_prvkey)) as c:
         xs = c.get_executors(colony) or []
@@ -180,16 +211,33 @@ def executor_ls(colony: Colony = "", prvkey: PrvKey = "", colony_prvkey: ColonyP
 
 
 @executor_app.command("get")
-def executor_get(name: ExecName, colony: Colony = "", prvkey: PrvKey = "", colony_prvkey: ColonyPrvKey = "",
-                 as_json: Json = False) -> None:
+def executor_get(
+    name: ExecName,
+    colony: Colony = "",
+    prvkey: PrvKey = "",
+    colony_prvkey: ColonyPrvKey = "",
+    as_json: Json = False,
+) -> None:
     """Show one executor."""
     with client(_member_key(prvkey, colony_prvkey)) as c:
         e = c.get_executor(colony, name)
-    show(e, as_json, lambda x: kv(f"Executor {x.executorname}", [
-        ("Name", x.executorname), ("Type", x.executortype), ("Id", x.executorid),
-        ("Colony", x.colonyname), ("State", EXECUTOR_STATES.get(x.state, x.state)),
-        ("Location", x.locationname), ("CommissionTime", ts(x.commissiontime)),
-        ("LastHeardFrom", ts(x.lastheardfromtime))]))
+    show(
+        e,
+        as_json,
+        lambda x: kv(
+            f"Executor {x.executorname}",
+            [
+                ("Name", x.executorname),
+                ("Type", x.executortype),
+                ("Id", x.executorid),
+                ("Colony", x.colonyname),
+                ("State", EXECUTOR_STATES.get(x.state, x.state)),
+                ("Location", x.locationname),
+                ("CommissionTime", ts(x.commissiontime)),
+                ("LastHeardFrom", ts(x.lastheardfromtime)),
+            ],
+        ),
+    )
 
 
 def _owner_action(action: str, name: str, colony: str, colony_prvkey: str) -> None:
@@ -216,7 +264,7 @@ def executor_remove(name: ExecName, colony: Colony = "", colony_prvkey: ColonyPr
     _owner_action("remove", name, colony, colony_prvkey)
 
 
-# -- security -------------------------------------------------------------------------------------------------
+# -- security -------------------------------------------------------------------------------------------
 @security_app.command("generate")
 def security_generate() -> None:
     """Print a new private key and its id."""

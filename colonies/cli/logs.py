@@ -28,13 +28,19 @@ attribute_app = group("Process attributes.")
 
 
 def logs_table(logs: list[Any], title: str = "Logs") -> Any:
-    return table(title, ["Time", "Executor", "Message"],
-                 [(ts(entry.timestamp), entry.executorname, entry.message.rstrip("\n")) for entry in logs])
+    return table(
+        title,
+        ["Time", "Executor", "Message"],
+        [(ts(entry.timestamp), entry.executorname, entry.message.rstrip("\n")) for entry in logs],
+    )
 
 
 @log_app.command("add")
-def log_add(processid: ProcessId, message: Annotated[str, typer.Option("--message", "-m", help="The message.")],
-            prvkey: PrvKey = "") -> None:
+def log_add(
+    processid: ProcessId,
+    message: Annotated[str, typer.Option("--message", "-m", help="The message.")],
+    prvkey: PrvKey = "",
+) -> None:
     """Add a message to a process' log (the assigned executor's key)."""
     with client(prvkey) as c:
         c.add_log(processid, message)
@@ -42,12 +48,18 @@ def log_add(processid: ProcessId, message: Annotated[str, typer.Option("--messag
 
 
 @log_app.command("get")
-def log_get(processid: ProcessId = "", colony: Colony = "", prvkey: PrvKey = "",
-            executorname: Annotated[str, typer.Option("--executor", help="An executor's logs instead.")] = "",
-            count: Count = 100, as_json: Json = False,
-            follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep the table updated (until --timeout).")]
-            = False,
-            timeout: Annotated[float, typer.Option("--timeout", help="Seconds to follow.")] = 60.0) -> None:
+def log_get(
+    processid: ProcessId = "",
+    colony: Colony = "",
+    prvkey: PrvKey = "",
+    executorname: Annotated[str, typer.Option("--executor", help="An executor's logs instead.")] = "",
+    count: Count = 100,
+    as_json: Json = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep the table updated (until --timeout).")
+    ] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to follow.")] = 60.0,
+) -> None:
     """A process' log (or an executor's); --follow shows new messages as they arrive."""
     if not processid and not executorname:
         raise CLIError("pass --processid or --executor")
@@ -74,21 +86,36 @@ def log_get(processid: ProcessId = "", colony: Colony = "", prvkey: PrvKey = "",
 
 
 @log_app.command("search")
-def log_search(text: Annotated[str, typer.Option("--text", help="Text to look for.")], colony: Colony = "",
-               prvkey: PrvKey = "", days: Annotated[int, typer.Option("--days", help="Look back this many days.")] = 1,
-               count: Count = 100, as_json: Json = False) -> None:
+def log_search(
+    text: Annotated[str, typer.Option("--text", help="Text to look for.")],
+    colony: Colony = "",
+    prvkey: PrvKey = "",
+    days: Annotated[int, typer.Option("--days", help="Look back this many days.")] = 1,
+    count: Count = 100,
+    as_json: Json = False,
+) -> None:
     """Search a colony's logs."""
     with client(prvkey) as c:
         logs = c.search_logs(colony, text, days, count) or []
-    show(logs, as_json, lambda xs: table("Logs", ["Time", "ProcessId", "Executor", "Message"],
-                                         [(ts(x.timestamp), x.processid, x.executorname, x.message.rstrip("\n"))
-                                          for x in xs]))
+    show(
+        logs,
+        as_json,
+        lambda xs: table(
+            "Logs",
+            ["Time", "ProcessId", "Executor", "Message"],
+            [(ts(x.timestamp), x.processid, x.executorname, x.message.rstrip("\n")) for x in xs],
+        ),
+    )
 
 
 @attribute_app.command("add")
-def attribute_add(processid: ProcessId, key: Annotated[str, typer.Option("--key", help="Key.")],
-                  value: Annotated[str, typer.Option("--value", help="Value.")], prvkey: PrvKey = "",
-                  as_json: Json = False) -> None:
+def attribute_add(
+    processid: ProcessId,
+    key: Annotated[str, typer.Option("--key", help="Key.")],
+    value: Annotated[str, typer.Option("--value", help="Value.")],
+    prvkey: PrvKey = "",
+    as_json: Json = False,
+) -> None:
     """Add an attribute to a running process (the assigned executor's key)."""
     with client(prvkey) as c:
         a = c.add_attribute(processid, key, value)
@@ -96,10 +123,25 @@ def attribute_add(processid: ProcessId, key: Annotated[str, typer.Option("--key"
 
 
 @attribute_app.command("get")
-def attribute_get(attributeid: Annotated[str, typer.Option("--attributeid", "-i", help="Attribute id.")],
-                  prvkey: PrvKey = "", as_json: Json = False) -> None:
+def attribute_get(
+    attributeid: Annotated[str, typer.Option("--attributeid", "-i", help="Attribute id.")],
+    prvkey: PrvKey = "",
+    as_json: Json = False,
+) -> None:
     """Show an attribute."""
     with client(prvkey) as c:
         a = c.get_attribute(attributeid)
-    show(a, as_json, lambda x: kv("Attribute", [("AttributeId", x.attributeid), ("TargetId", x.targetid),
-                                                ("Key", x.key), ("Value", x.value), ("Type", x.attributetype)]))
+    show(
+        a,
+        as_json,
+        lambda x: kv(
+            "Attribute",
+            [
+                ("AttributeId", x.attributeid),
+                ("TargetId", x.targetid),
+                ("Key", x.key),
+                ("Value", x.value),
+                ("Type", x.attributetype),
+            ],
+        ),
+    )

@@ -13,20 +13,36 @@ from typing import Annotated
 import typer
 
 from colonies.cli.common import TARGET, CLIError
+from colonies.cli.function import function_app
 from colonies.cli.identity import colony_app, executor_app, security_app, user_app
 from colonies.cli.logs import attribute_app, log_app
-from colonies.cli.process import function_app, process_app
+from colonies.cli.process import process_app
 from colonies.cli.run import executor_run
 from colonies.cli.schedule import cron_app, generator_app
 from colonies.cli.server import cluster_app, config, server_app
 from colonies.cli.workflow import workflow_app
 
-app = typer.Typer(help="Colonies: a zero-trust, pull-based meta-orchestrator.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, rich_markup_mode=None)
-for sub, name in ((server_app, "server"), (colony_app, "colony"), (user_app, "user"), (executor_app, "executor"),
-                  (function_app, "function"), (process_app, "process"), (workflow_app, "workflow"),
-                  (generator_app, "generator"), (cron_app, "cron"), (log_app, "log"),
-                  (attribute_app, "attribute"), (security_app, "security"), (cluster_app, "cluster")):
+app = typer.Typer(
+    help="Colonies: a zero-trust, pull-based meta-orchestrator.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+for sub, name in (
+    (server_app, "server"),
+    (colony_app, "colony"),
+    (user_app, "user"),
+    (executor_app, "executor"),
+    (function_app, "function"),
+    (process_app, "process"),
+    (workflow_app, "workflow"),
+    (generator_app, "generator"),
+    (cron_app, "cron"),
+    (log_app, "log"),
+    (attribute_app, "attribute"),
+    (security_app, "security"),
+    (cluster_app, "cluster"),
+):
     app.add_typer(sub, name=name)
 executor_app.command("run")(executor_run)
 app.command("config")(config)
@@ -34,11 +50,14 @@ app.command("config")(config)
 
 @app.callback()
 def root(
-    host: Annotated[str, typer.Option("--host", envvar="COLONIES_SERVER_HOST", help="Server host.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", envvar="COLONIES_SERVER_HOST", help="Server host.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", envvar="COLONIES_SERVER_PORT", help="Server port.")] = 50080,
     tls: Annotated[bool, typer.Option("--tls", envvar="COLONIES_TLS", help="Use HTTPS.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", envvar="COLONIES_VERBOSE",
-                                          help="Show tracebacks on errors.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", envvar="COLONIES_VERBOSE", help="Show tracebacks on errors.")
+    ] = False,
 ) -> None:
     """Colonies: a zero-trust, pull-based meta-orchestrator."""
     TARGET.host, TARGET.port, TARGET.tls, TARGET.verbose = host, port, tls, verbose

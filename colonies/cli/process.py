@@ -21,11 +21,8 @@ from colonies.cli.common import (
     console,
     group,
     kv,
-    load_json_file,
     owner_client,
     parse_args,
-    parse_kwargs,
-    print_json,
     show,
     state_text,
     table,
@@ -36,9 +33,7 @@ if TYPE_CHECKING:
     from colonies.model import Process
 
 process_app = group("Processes: list, inspect, wait for, cancel, remove.")
-function_app = group("Functions: list what executors serve, submit and run them.")
 
-ExecType = Annotated[str, typer.Option("--type", "--targettype", help="Executor type to run it.")]
 Follow = Annotated[bool, typer.Option("--follow", "-f", help="Keep the table updated (until --timeout).")]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait or follow.")]
 
@@ -48,29 +43,54 @@ def _short(s: str, n: int = 12) -> str:
 
 
 def processes_table(ps: list[Any], title: str = "Processes") -> Any:
-    rows = [(p.processid, p.spec.funcname, " ".join(str(a) for a in p.spec.args or []), p.spec.conditions.executortype,
-             state_text(p.state), ts(p.submissiontime), ts(p.starttime), ts(p.endtime)) for p in ps]
+    rows = [
+        (
+            p.processid,
+            p.spec.funcname,
+            " ".join(str(a) for a in p.spec.args or []),
+            p.spec.conditions.executortype,
+            state_text(p.state),
+            ts(p.submissiontime),
+            ts(p.starttime),
+            ts(p.endtime),
+        )
+        for p in ps
+    ]
     cols = ["ProcessId", "Function", "Args", "ExecutorType", "State", "Submitted", "Started", "Ended"]
     return table(title, cols, rows)
 
 
 def process_table(p: Process) -> Any:
     pairs: list[tuple[str, Any]] = [
-        ("ProcessId", p.processid), ("State", state_text(p.state)), ("FuncName", p.spec.funcname),
-        ("NodeName", p.spec.nodename), ("Args", p.spec.args), ("KwArgs", p.spec.kwargs),
-        ("Colony", p.spec.conditions.colonyname), ("ExecutorType", p.spec.conditions.executortype),
-        ("AssignedExecutorId", p.assignedexecutorid), ("Initiator", p.initiatorname),
-        ("Priority", p.spec.priority), ("Submitted", ts(p.submissiontime)), ("Started", ts(p.starttime)),
-        ("Ended", ts(p.endtime)), ("MaxExecTime", p.spec.maxexectime), ("MaxRetries", p.spec.maxretries),
-        ("Retries", p.retries), ("ProcessGraphId", p.processgraphid), ("Input", p.input),
-        ("Output", p.output), ("Errors", "\n".join(p.errors) if p.errors else ""),
+        ("ProcessId", p.processid),
+        ("State", state_text(p.state)),
+        ("FuncName", p.spec.funcname),
+        ("NodeName", p.spec.nodename),
+        ("Args", p.spec.args),
+        ("KwArgs", p.spec.kwargs),
+        ("Colony", p.spec.conditions.colonyname),
+        ("ExecutorType", p.spec.conditions.executortype),
+        ("AssignedExecutorId", p.assignedexecutorid),
+        ("Initiator", p.initiatorname),
+        ("Priority", p.spec.priority),
+        ("Submitted", ts(p.submissiontime)),
+        ("Started", ts(p.starttime)),
+        ("Ended", ts(p.endtime)),
+        ("MaxExecTime", p.spec.maxexectime),
+        ("MaxRetries", p.spec.maxretries),
+        ("Retries", p.retries),
+        ("ProcessGraphId", p.processgraphid),
+        ("Input", p.input),
+        ("Output", p.output),
+        ("Errors", "\n".join(p.errors) if p.errors else ""),
     ]
     pairs += [(f"Attribute {a.key}", f"{a.value} ({a.attributeid[:12]}…)") for a in p.attributes or []]
     return kv(f"Process {_short(p.processid)}", pairs)
 
 
-def wait_final(c: Any, process_ids: list[str], timeout: float, progress: bool = False,
-               spinner: str = "") -> list[Process]:
+def wait_final(
+    c: Any, process_ids: list[str], timeout: float, progress: bool = False, spinner: str = ""
+) -> list[Process]:
     """Poll until every process is SUCCESS, FAILED or CANCELLED; a CLIError after `timeout` seconds.
 
     With `progress` a progress bar counts finished processes; with `spinner` a spinner shows the text.
@@ -103,15 +123,26 @@ def wait_final(c: Any, process_ids: list[str], timeout: float, progress: bool = 
             if len(done) == len(process_ids):
                 return [done[pid] for pid in process_ids]
             if time.monotonic() >= deadline:
-                raise CLIError(f"timed out after {timeout:g} s: {len(process_ids) - len(done)} process(es) not finished")
+                raise CLIError(
+                    f"timed out after {timeout:g} s: {len(process_ids) - len(done)} process(es) not finished"
+                )
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
 
-def _ps(state: int, colony: str, prvkey: str, count: int, executortype: str, as_json: bool, follow: bool,
-        timeout: float) -> None:
+def _ps(
+    state: int,
+    colony: str,
+    prvkey: str,
+    count: int,
+    executortype: str,
+    as_json: bool,
+    follow: bool,
+    timeout: float,
+) -> None:
     title = f"{STATES[state].capitalize()} processes" if state >= 0 else "Processes"
     with client(prvkey) as c:
+
         def fetch() -> list[Any]:
             return c.get_processes(colony, state, count, executortype) or []
 
@@ -130,9 +161,15 @@ def _ps(state: int, colony: str, prvkey: str, count: int, executortype: str, as_
 
 
 def _ps_command(state: int, name: str, doc: str) -> None:
-    def cmd(colony: Colony = "", prvkey: PrvKey = "", count: Count = 100,
-            executortype: Annotated[str, typer.Option("--type", help="Only this executor type.")] = "",
-            as_json: Json = False, follow: Follow = False, timeout: Timeout = 60.0) -> None:
+    def cmd(
+        colony: Colony = "",
+        prvkey: PrvKey = "",
+        count: Count = 100,
+        executortype: Annotated[str, typer.Option("--type", help="Only this executor type.")] = "",
+        as_json: Json = False,
+        follow: Follow = False,
+        timeout: Timeout = 60.0,
+    ) -> None:
         _ps(state, colony, prvkey, count, executortype, as_json, follow, timeout)
 
     cmd.__doc__ = doc
@@ -140,17 +177,28 @@ def _ps_command(state: int, name: str, doc: str) -> None:
 
 
 for _name, _state, _word in PS_COMMANDS:
-    _ps_command(_state, _name, f"List {_word} processes."
-                + (" --follow keeps the table updated." if _name == "ps" else ""))
+    _ps_command(
+        _state,
+        _name,
+        f"List {_word} processes." + (" --follow keeps the table updated." if _name == "ps" else ""),
+    )
 
 
 @process_app.command("get")
-def process_get(processid: ProcessId, prvkey: PrvKey = "", as_json: Json = False,
-                wait: Annotated[bool, typer.Option("--wait", help="Wait until it finishes.")] = False,
-                timeout: Timeout = 60.0) -> None:
+def process_get(
+    processid: ProcessId,
+    prvkey: PrvKey = "",
+    as_json: Json = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until it finishes.")] = False,
+    timeout: Timeout = 60.0,
+) -> None:
     """Show a process; --wait waits until it succeeds, fails or is cancelled."""
     with client(prvkey) as c:
-        p = wait_final(c, [processid], timeout, spinner="Waiting for process")[0] if wait else c.get_process(processid)
+        p = (
+            wait_final(c, [processid], timeout, spinner="Waiting for process")[0]
+            if wait
+            else c.get_process(processid)
+        )
     show(p, as_json, process_table)
     if wait and p.state != 2:
         raise typer.Exit(1)
@@ -175,9 +223,14 @@ def process_remove(processid: ProcessId, prvkey: PrvKey = "") -> None:
 
 
 @process_app.command("removeall")
-def process_removeall(colony: Colony = "", colony_prvkey: ColonyPrvKey = "",
-                      state: Annotated[str, typer.Option("--state", help="Only in this state (waiting, success, "
-                                                         "failed, cancelled; default all)")] = "all") -> None:
+def process_removeall(
+    colony: Colony = "",
+    colony_prvkey: ColonyPrvKey = "",
+    state: Annotated[
+        str,
+        typer.Option("--state", help="Only in this state (waiting, success, failed, cancelled; default all)"),
+    ] = "all",
+) -> None:
     """Remove all processes of a colony that are not running (colony owner)."""
     from colonies.cli.common import state_code
 
@@ -203,16 +256,23 @@ def process_resume(colony: Colony = "", colony_prvkey: ColonyPrvKey = "") -> Non
 
 
 @process_app.command("status")
-def process_status(colony: Colony = "", prvkey: PrvKey = "", colony_prvkey: ColonyPrvKey = "",
-                   as_json: Json = False) -> None:
+def process_status(
+    colony: Colony = "", prvkey: PrvKey = "", colony_prvkey: ColonyPrvKey = "", as_json: Json = False
+) -> None:
     """Whether assignments are paused in a colony."""
     with client(prvkey or colony_prvkey) as c:
         st = c.pause_status(colony)
-    show(st, as_json, lambda s: f"Assignments in colony {colony} are {'PAUSED' if s.get('ispaused') else 'running'}")
+    show(
+        st,
+        as_json,
+        lambda s: f"Assignments in colony {colony} are {'PAUSED' if s.get('ispaused') else 'running'}",
+    )
 
 
 @process_app.command("assign")
-def process_assign(colony: Colony = "", prvkey: PrvKey = "", timeout: Timeout = 10.0, as_json: Json = False) -> None:
+def process_assign(
+    colony: Colony = "", prvkey: PrvKey = "", timeout: Timeout = 10.0, as_json: Json = False
+) -> None:
     """Assign a process to yourself (an executor's key), waiting up to --timeout."""
     with client(prvkey) as c:
         p = c.assign(colony, int(timeout))
@@ -220,9 +280,11 @@ def process_assign(colony: Colony = "", prvkey: PrvKey = "", timeout: Timeout = 
 
 
 @process_app.command("close")
-def process_close(processid: ProcessId, prvkey: PrvKey = "",
-                  out: Annotated[list[str] | None, typer.Option("--out", help="An output value (repeatable).")] = None
-                  ) -> None:
+def process_close(
+    processid: ProcessId,
+    prvkey: PrvKey = "",
+    out: Annotated[list[str] | None, typer.Option("--out", help="An output value (repeatable).")] = None,
+) -> None:
     """Close a process assigned to you as successful."""
     with client(prvkey) as c:
         c.close(processid, parse_args(out))
@@ -230,100 +292,12 @@ def process_close(processid: ProcessId, prvkey: PrvKey = "",
 
 
 @process_app.command("fail")
-def process_fail(processid: ProcessId, prvkey: PrvKey = "",
-                 errors: Annotated[list[str] | None, typer.Option("--error", help="An error (repeatable).")] = None
-                 ) -> None:
+def process_fail(
+    processid: ProcessId,
+    prvkey: PrvKey = "",
+    errors: Annotated[list[str] | None, typer.Option("--error", help="An error (repeatable).")] = None,
+) -> None:
     """Close a process assigned to you as failed."""
     with client(prvkey) as c:
         c.fail(processid, errors or [])
     typer.echo(f"Process {processid} closed as failed")
-
-
-# -- function -------------------------------------------------------------------------------------------------
-@function_app.command("ls")
-def function_ls(colony: Colony = "", prvkey: PrvKey = "",
-                executorname: Annotated[str, typer.Option("--executor", help="Only this executor's.")] = "",
-                as_json: Json = False) -> None:
-    """List functions served in a colony, with call counts and times."""
-    with client(prvkey) as c:
-        fs = c.get_functions(colony, executorname) or []
-    cols = ["FuncName", "Executor", "ExecutorType", "Calls", "AvgWait (s)", "AvgExec (s)"]
-    show(fs, as_json, lambda xs: table("Functions", cols, [
-        (f.funcname, f.executorname, f.executortype, f.counter, f"{f.avgwaittime:.3f}", f"{f.avgexectime:.3f}")
-        for f in xs]))
-
-
-def spec_from_json(obj: Any, colony: str) -> Any:
-    """A FunctionSpec from the original's JSON; an empty colony is filled in from --colonyname."""
-    import msgspec
-
-    from colonies.model import FunctionSpec
-
-    if not isinstance(obj, dict):
-        raise CLIError("a function spec must be a JSON object")
-    try:
-        spec = msgspec.convert(obj, FunctionSpec)
-    except msgspec.ValidationError as exc:
-        raise CLIError(f"invalid function spec: {exc}") from None
-    if not spec.conditions.colonyname:
-        if not colony:
-            raise CLIError("the spec names no colony: set COLONIES_COLONY_NAME or pass --colonyname")
-        spec.conditions.colonyname = colony
-    if not spec.nodename:
-        spec.nodename = spec.funcname
-    return spec
-
-
-def _print_output(p: Process, as_json: bool) -> None:
-    if as_json:
-        print_json(p)
-    elif p.state == 2:
-        for v in p.output or []:
-            typer.echo(v if isinstance(v, str) else __import__("json").dumps(v))
-    else:
-        typer.echo(f"Process {p.processid} {STATES.get(p.state, p.state)}", err=True)
-        for e in p.errors:
-            typer.echo(e, err=True)
-    if p.state != 2:
-        raise typer.Exit(1)
-
-
-@function_app.command("submit")
-def function_submit(spec_path: Annotated[str, typer.Option("--spec", help="A FunctionSpec JSON file.")],
-                    colony: Colony = "", prvkey: PrvKey = "", as_json: Json = False,
-                    wait: Annotated[bool, typer.Option("--wait", help="Wait and print the output.")] = False,
-                    timeout: Timeout = 60.0) -> None:
-    """Submit a FunctionSpec from a JSON file (the original's format)."""
-    spec = spec_from_json(load_json_file(spec_path), colony)
-    with client(prvkey) as c:
-        p = c.submit(spec)
-        if wait:
-            p = wait_final(c, [p.processid], timeout, spinner=f"Running {spec.funcname}")[0]
-    if wait:
-        _print_output(p, as_json)
-    else:
-        show(p, as_json, lambda x: f"Process {x.processid} submitted")
-
-
-@function_app.command("exec")
-def function_exec(
-    func: Annotated[str, typer.Option("--func", help="Function name.")],
-    executortype: ExecType,
-    args: Annotated[list[str] | None, typer.Option("--args", help="A positional arg (repeatable).")] = None,
-    kwargs: Annotated[list[str] | None, typer.Option("--kwargs", help="key=value (repeatable).")] = None,
-    maxexectime: Annotated[int, typer.Option("--maxexectime", help="Seconds; <= 0 no limit.")] = -1,
-    maxretries: Annotated[int, typer.Option("--maxretries", help="Retries after a timeout.")] = -1,
-    priority: Annotated[int, typer.Option("--priority", help="Higher runs first.")] = 0,
-    colony: Colony = "", prvkey: PrvKey = "", as_json: Json = False, timeout: Timeout = 60.0,
-) -> None:
-    """Submit a function call, wait with a spinner, then print its output."""
-    from colonies.client.core import func_spec
-
-    if not colony:
-        raise CLIError("no colony: set COLONIES_COLONY_NAME or pass --colonyname")
-    spec = func_spec(func, colony, executortype, args=parse_args(args), kwargs=parse_kwargs(kwargs),
-                     maxexectime=maxexectime, maxretries=maxretries, priority=priority)
-    with client(prvkey) as c:
-        p = c.submit(spec)
-        p = wait_final(c, [p.processid], timeout, spinner=f"Running {func} on {executortype}")[0]
-    _print_output(p, as_json)

@@ -25,7 +25,9 @@ generator_app = group("Generators: fire a workflow every N packed args.")
 cron_app = group("Crons: fire a workflow on a schedule.")
 
 Name = Annotated[str, typer.Option("--name", help="Name.")]
-SpecPath = Annotated[str, typer.Option("--spec", help="A workflow JSON file (array of specs or WorkflowSpec).")]
+SpecPath = Annotated[
+    str, typer.Option("--spec", help="A workflow JSON file (array of specs or WorkflowSpec).")
+]
 GeneratorId = Annotated[str, typer.Option("--generatorid", "-i", help="Generator id.")]
 CronId = Annotated[str, typer.Option("--cronid", "-i", help="Cron id.")]
 
@@ -38,18 +40,33 @@ def _workflow_text(path: str, colony: str) -> str:
     return msgspec.json.encode(workflow_from_json(load_json_file(path), colony)).decode()
 
 
-# -- generator ------------------------------------------------------------------------------------------------
+# -- generator ------------------------------------------------------------------------------------------
 def _generator_table(g: Any) -> Any:
-    return kv(f"Generator {g.name}", [("GeneratorId", g.generatorid), ("Name", g.name), ("Colony", g.colonyname),
-                                      ("Trigger", g.trigger), ("Timeout", g.timeout), ("QueueSize", g.queuesize),
-                                      ("LastRun", ts(g.lastrun)), ("WorkflowSpec", g.workflowspec)])
+    return kv(
+        f"Generator {g.name}",
+        [
+            ("GeneratorId", g.generatorid),
+            ("Name", g.name),
+            ("Colony", g.colonyname),
+            ("Trigger", g.trigger),
+            ("Timeout", g.timeout),
+            ("QueueSize", g.queuesize),
+            ("LastRun", ts(g.lastrun)),
+            ("WorkflowSpec", g.workflowspec),
+        ],
+    )
 
 
 @generator_app.command("add")
-def generator_add(name: Name, spec_path: SpecPath,
-                  trigger: Annotated[int, typer.Option("--trigger", help="Fire every this many packed args.")],
-                  timeout: Annotated[int, typer.Option("--timeout", help="Or after this many s (0: never).")] = 0,
-                  colony: Colony = "", prvkey: PrvKey = "", as_json: Json = False) -> None:
+def generator_add(
+    name: Name,
+    spec_path: SpecPath,
+    trigger: Annotated[int, typer.Option("--trigger", help="Fire every this many packed args.")],
+    timeout: Annotated[int, typer.Option("--timeout", help="Or after this many s (0: never).")] = 0,
+    colony: Colony = "",
+    prvkey: PrvKey = "",
+    as_json: Json = False,
+) -> None:
     """Add a generator."""
     if trigger <= 0:
         raise CLIError("--trigger must be at least 1")
@@ -59,8 +76,11 @@ def generator_add(name: Name, spec_path: SpecPath,
 
 
 @generator_app.command("pack")
-def generator_pack(generatorid: GeneratorId, arg: Annotated[str, typer.Option("--arg", help="The arg to pack.")],
-                   prvkey: PrvKey = "") -> None:
+def generator_pack(
+    generatorid: GeneratorId,
+    arg: Annotated[str, typer.Option("--arg", help="The arg to pack.")],
+    prvkey: PrvKey = "",
+) -> None:
     """Pack an arg into a generator."""
     with client(prvkey) as c:
         c.pack_generator(generatorid, arg)
@@ -68,9 +88,13 @@ def generator_pack(generatorid: GeneratorId, arg: Annotated[str, typer.Option("-
 
 
 @generator_app.command("get")
-def generator_get(generatorid: GeneratorId = "", name: Annotated[str, typer.Option(
-                  "--name", help="Or look it up by name.")] = "", colony: Colony = "", prvkey: PrvKey = "",
-                  as_json: Json = False) -> None:
+def generator_get(
+    generatorid: GeneratorId = "",
+    name: Annotated[str, typer.Option("--name", help="Or look it up by name.")] = "",
+    colony: Colony = "",
+    prvkey: PrvKey = "",
+    as_json: Json = False,
+) -> None:
     """Show a generator (by id, or by --name)."""
     with client(prvkey) as c:
         if generatorid:
@@ -87,9 +111,15 @@ def generator_ls(colony: Colony = "", prvkey: PrvKey = "", count: Count = 100, a
     """List generators."""
     with client(prvkey) as c:
         gs = c.get_generators(colony, count) or []
-    show(gs, as_json, lambda xs: table("Generators", ["GeneratorId", "Name", "Trigger", "Timeout", "QueueSize", "LastRun"],
-                                       [(g.generatorid, g.name, g.trigger, g.timeout, g.queuesize, ts(g.lastrun))
-                                        for g in xs]))
+    show(
+        gs,
+        as_json,
+        lambda xs: table(
+            "Generators",
+            ["GeneratorId", "Name", "Trigger", "Timeout", "QueueSize", "LastRun"],
+            [(g.generatorid, g.name, g.trigger, g.timeout, g.queuesize, ts(g.lastrun)) for g in xs],
+        ),
+    )
 
 
 @generator_app.command("remove")
@@ -100,23 +130,40 @@ def generator_remove(generatorid: GeneratorId, prvkey: PrvKey = "") -> None:
     typer.echo(f"Generator {generatorid} removed")
 
 
-# -- cron -----------------------------------------------------------------------------------------------------
+# -- cron -----------------------------------------------------------------------------------------------
 def _cron_table(c: Any) -> Any:
-    return kv(f"Cron {c.name}", [("CronId", c.cronid), ("Name", c.name), ("Colony", c.colonyname),
-                                 ("CronExpression", c.cronexpression), ("Interval", c.interval), ("Random", c.random),
-                                 ("NextRun", ts(c.nextrun)), ("LastRun", ts(c.lastrun)),
-                                 ("WaitForPrevProcessGraph", c.waitforprevprocessgraph),
-                                 ("PrevProcessGraphId", c.prevprocessgraphid), ("WorkflowSpec", c.workflowspec)])
+    return kv(
+        f"Cron {c.name}",
+        [
+            ("CronId", c.cronid),
+            ("Name", c.name),
+            ("Colony", c.colonyname),
+            ("CronExpression", c.cronexpression),
+            ("Interval", c.interval),
+            ("Random", c.random),
+            ("NextRun", ts(c.nextrun)),
+            ("LastRun", ts(c.lastrun)),
+            ("WaitForPrevProcessGraph", c.waitforprevprocessgraph),
+            ("PrevProcessGraphId", c.prevprocessgraphid),
+            ("WorkflowSpec", c.workflowspec),
+        ],
+    )
 
 
 @cron_app.command("add")
-def cron_add(name: Name, spec_path: SpecPath,
-             cron: Annotated[str, typer.Option("--cron", help="Cron expression (sec min hour dom mon dow).")] = "",
-             interval: Annotated[int, typer.Option("--interval", help="Or every this many s.")] = -1,
-             random: Annotated[bool, typer.Option("--random", help="A random time within each interval.")] = False,
-             waitprev: Annotated[bool, typer.Option("--waitprev", help="Skip a run while the last is unfinished.")]
-             = False,
-             colony: Colony = "", prvkey: PrvKey = "", as_json: Json = False) -> None:
+def cron_add(
+    name: Name,
+    spec_path: SpecPath,
+    cron: Annotated[str, typer.Option("--cron", help="Cron expression (sec min hour dom mon dow).")] = "",
+    interval: Annotated[int, typer.Option("--interval", help="Or every this many s.")] = -1,
+    random: Annotated[bool, typer.Option("--random", help="A random time within each interval.")] = False,
+    waitprev: Annotated[
+        bool, typer.Option("--waitprev", help="Skip a run while the last is unfinished.")
+    ] = False,
+    colony: Colony = "",
+    prvkey: PrvKey = "",
+    as_json: Json = False,
+) -> None:
     """Add a cron (a cron expression, or an interval)."""
     if not cron and interval <= 0:
         raise CLIError("pass --cron EXPRESSION or --interval SECONDS")
@@ -138,9 +185,15 @@ def cron_ls(colony: Colony = "", prvkey: PrvKey = "", count: Count = 100, as_jso
     """List crons."""
     with client(prvkey) as c:
         crs = c.get_crons(colony, count) or []
-    show(crs, as_json, lambda xs: table("Crons", ["CronId", "Name", "CronExpression", "Interval", "NextRun", "LastRun"],
-                                        [(x.cronid, x.name, x.cronexpression, x.interval, ts(x.nextrun),
-                                          ts(x.lastrun)) for x in xs]))
+    show(
+        crs,
+        as_json,
+        lambda xs: table(
+            "Crons",
+            ["CronId", "Name", "CronExpression", "Interval", "NextRun", "LastRun"],
+            [(x.cronid, x.name, x.cronexpression, x.interval, ts(x.nextrun), ts(x.lastrun)) for x in xs],
+        ),
+    )
 
 
 @cron_app.command("run")

@@ -26,8 +26,12 @@ cluster_app = group("The server cluster.")
 @server_app.command("start")
 def server_start(
     port: int = typer.Option(None, "--port", help="API port [env: COLONIES_SERVER_PORT, default 50080]"),
-    bind: str = typer.Option(None, "--bind", help="Address to listen on [env: COLONIES_SERVER_BIND, default 127.0.0.1]"),
-    db_path: str = typer.Option(None, "--db", help="SQLite file [env: COLONIES_DB_PATH, default colonies.db]"),
+    bind: str = typer.Option(
+        None, "--bind", help="Address to listen on [env: COLONIES_SERVER_BIND, default 127.0.0.1]"
+    ),
+    db_path: str = typer.Option(
+        None, "--db", help="SQLite file [env: COLONIES_DB_PATH, default colonies.db]"
+    ),
     server_id: str = typer.Option(None, "--server-id", help="Server owner id [env: COLONIES_SERVER_ID]"),
 ) -> None:
     """Start a server (SQLite by default; COLONIES_DB_TYPE=postgresql for PostgreSQL)."""
@@ -74,8 +78,11 @@ def server_status(as_json: Json = False) -> None:
     if as_json:
         print_json(info)
         return
-    pairs = [("Host", f"{TARGET.host}:{TARGET.port}"), ("BuildVersion", info.buildversion),
-             ("BuildTime", info.buildtime)]
+    pairs = [
+        ("Host", f"{TARGET.host}:{TARGET.port}"),
+        ("BuildVersion", info.buildversion),
+        ("BuildTime", info.buildtime),
+    ]
     pairs += [(f"Backend {b.type}", f"{b.host}:{b.port} tls={b.tls}") for b in info.backends]
     from colonies.cli.common import console
 
@@ -107,14 +114,25 @@ def cluster_info(server_prvkey: ServerPrvKey = "", as_json: Json = False) -> Non
     from colonies.cli.common import console, table
 
     leader = (info.get("leader") or {}).get("name")
-    rows = [(n.get("name"), n.get("host"), n.get("apiport"), "yes" if n.get("name") == leader else "")
-            for n in info.get("nodes") or []]
+    rows = [
+        (n.get("name"), n.get("host"), n.get("apiport"), "yes" if n.get("name") == leader else "")
+        for n in info.get("nodes") or []
+    ]
     console().print(table("Cluster", ["Name", "Host", "APIPort", "Leader"], rows))
 
 
-CONFIG_VARS = ("COLONIES_SERVER_HOST", "COLONIES_SERVER_PORT", "COLONIES_TLS", "COLONIES_COLONY_NAME",
-               "COLONIES_COLONY_PRVKEY", "COLONIES_PRVKEY", "COLONIES_SERVER_PRVKEY", "COLONIES_SERVER_ID",
-               "COLONIES_EXECUTOR_NAME", "COLONIES_EXECUTOR_TYPE")
+CONFIG_VARS = (
+    "COLONIES_SERVER_HOST",
+    "COLONIES_SERVER_PORT",
+    "COLONIES_TLS",
+    "COLONIES_COLONY_NAME",
+    "COLONIES_COLONY_PRVKEY",
+    "COLONIES_PRVKEY",
+    "COLONIES_SERVER_PRVKEY",
+    "COLONIES_SERVER_ID",
+    "COLONIES_EXECUTOR_NAME",
+    "COLONIES_EXECUTOR_TYPE",
+)
 
 
 def config(

@@ -35,7 +35,7 @@ Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait.")]
 
 def workflow_from_json(obj: Any, colony: str) -> Any:
     """The original's formats: a JSON array of FunctionSpecs, or a WorkflowSpec object."""
-    from colonies.cli.process import spec_from_json
+    from colonies.cli.function import spec_from_json
     from colonies.model import WorkflowSpec
 
     if isinstance(obj, list):
@@ -52,10 +52,14 @@ def workflow_from_json(obj: Any, colony: str) -> Any:
 
 
 @workflow_app.command("submit")
-def workflow_submit(spec_path: Annotated[str, typer.Option("--spec", help="A workflow JSON file.")],
-                    colony: Colony = "", prvkey: PrvKey = "", as_json: Json = False,
-                    wait: Annotated[bool, typer.Option("--wait", help="Wait for every process (progress bar).")] = False,
-                    timeout: Timeout = 120.0) -> None:
+def workflow_submit(
+    spec_path: Annotated[str, typer.Option("--spec", help="A workflow JSON file.")],
+    colony: Colony = "",
+    prvkey: PrvKey = "",
+    as_json: Json = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for every process (progress bar).")] = False,
+    timeout: Timeout = 120.0,
+) -> None:
     """Submit a workflow: a JSON array of FunctionSpecs, or a WorkflowSpec object."""
     wf = workflow_from_json(load_json_file(spec_path), colony)
     with client(prvkey) as c:
@@ -65,16 +69,35 @@ def workflow_submit(spec_path: Annotated[str, typer.Option("--spec", help="A wor
 
             ps = wait_final(c, list(graph.processids), timeout, progress=True, spinner="Workflow")
             graph = c.get_processgraph(graph.processgraphid)
-    show(graph, as_json, lambda g: f"Workflow {g.processgraphid} submitted ({len(g.processids)} processes)"
-         if not wait else f"Workflow {g.processgraphid} {STATES.get(g.state, g.state)}")
+    show(
+        graph,
+        as_json,
+        lambda g: (
+            f"Workflow {g.processgraphid} submitted ({len(g.processids)} processes)"
+            if not wait
+            else f"Workflow {g.processgraphid} {STATES.get(g.state, g.state)}"
+        ),
+    )
     if wait and any(p.state != 2 for p in ps):
         raise typer.Exit(1)
 
 
 def _graphs_table(gs: list[Any], title: str) -> Any:
-    rows = [(g.processgraphid, len(g.processids), g.initiatorname, state_text(g.state), ts(g.submissiontime),
-             ts(g.starttime), ts(g.endtime)) for g in gs]
-    return table(title, ["ProcessGraphId", "Processes", "Initiator", "State", "Submitted", "Started", "Ended"], rows)
+    rows = [
+        (
+            g.processgraphid,
+            len(g.processids),
+            g.initiatorname,
+            state_text(g.state),
+            ts(g.submissiontime),
+            ts(g.starttime),
+            ts(g.endtime),
+        )
+        for g in gs
+    ]
+    return table(
+        title, ["ProcessGraphId", "Processes", "Initiator", "State", "Submitted", "Started", "Ended"], rows
+    )
 
 
 def _ps_command(state: int, name: str, doc: str) -> None:
@@ -93,8 +116,12 @@ for _name, _state, _word in PS_COMMANDS:
 
 @workflow_app.command("get")
 def workflow_get(
-    graphid: GraphId, prvkey: PrvKey = "", as_json: Json = False,
-    as_mermaid: Annotated[bool, typer.Option("--mermaid", help="Print the DAG as a Mermaid flowchart.")] = False,
+    graphid: GraphId,
+    prvkey: PrvKey = "",
+    as_json: Json = False,
+    as_mermaid: Annotated[
+        bool, typer.Option("--mermaid", help="Print the DAG as a Mermaid flowchart.")
+    ] = False,
     as_dot: Annotated[bool, typer.Option("--dot", help="Print the DAG as Graphviz dot.")] = False,
 ) -> None:
     """Draw a workflow's DAG, each node coloured by its state (or export it)."""
@@ -130,9 +157,11 @@ def workflow_remove(graphid: GraphId, prvkey: PrvKey = "") -> None:
 
 
 @workflow_app.command("removeall")
-def workflow_removeall(colony: Colony = "", colony_prvkey: ColonyPrvKey = "",
-                       state: Annotated[str, typer.Option("--state", help="Only in this state (default all).")] = "all"
-                       ) -> None:
+def workflow_removeall(
+    colony: Colony = "",
+    colony_prvkey: ColonyPrvKey = "",
+    state: Annotated[str, typer.Option("--state", help="Only in this state (default all).")] = "all",
+) -> None:
     """Remove all workflows of a colony that are not running (colony owner)."""
     from colonies.cli.common import state_code
 
