@@ -98,6 +98,8 @@ def test_executor_page_runs_processes_submitted_from_python(server: ServerProc, 
         assert result["thumbnails"] == 1
         assert result["pageErrors"] == []
         got = {name: user.get_process(p.processid) for name, p in submitted.items()}
+        logs = user.get_logs(colony.name, process_id=submitted["thumbnail"].processid)
+    assert [log.message for log in logs] == ["thumbnail 16x12 of 40x30"]
     assert got["sha256"].state == 2
     assert got["sha256"].output == [hashlib.sha256(b"hello colonies").hexdigest()]
     thumb = got["thumbnail"].output[0]

@@ -189,6 +189,8 @@ export class Client {
   getColonies() { return this.rpc({ msgtype: 'getcoloniesmsg' }).then((r) => r || []); }
   getColony(colonyname) { return this.rpc({ msgtype: 'getcolonymsg', colonyname }); }
   colonyStats(colonyname) { return this.rpc({ msgtype: 'getcolonystatsmsg', colonyname }); }
+  /** Server-wide statistics (the server's key only). */
+  statistics() { return this.rpc({ msgtype: 'getstatisticsmsg' }); }
 
   // executors, users, functions
   addExecutor(colonyname, executorid, executorname, executortype) {

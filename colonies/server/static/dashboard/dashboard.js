@@ -35,8 +35,8 @@ async function signIn(prvkey, colony) {
       throw err;
     }
   }
-  Object.assign(session, { client, colonies, isServer, colony: colony || colonies[0] || '' });
-  $('who').textContent = `${isServer ? 'server' : 'member'} ${short(id)}${session.colony ? ` · ${session.colony}` : ''}`;
+  Object.assign(session, { client, colonies, isServer, colony });
+  $('who').textContent = `${isServer ? 'server' : 'member'} ${short(id)}${colony ? ` · ${colony}` : ''}`;
   $('signin-card').hidden = true;
   $('nav').hidden = false;
   $('signout').hidden = false;
@@ -117,10 +117,6 @@ async function overview(view, signal) {
   const c = session.client;
   const colony = session.colony;
   const filter = { state: -1, executortype: '' };
-  const colonyPicker = session.colonies.length > 1 || session.isServer
-    ? h('select', { id: 'colony-picker', onchange: (e) => { session.colony = e.target.value; route(); } },
-      session.colonies.map((n) => h('option', { value: n, selected: n === colony }, n)))
-    : null;
   const counts = h('div', { class: 'counts', id: 'counts' });
   const processes = h('div', { id: 'processes' });
   const executors = h('div', { id: 'executors' });
@@ -131,10 +127,24 @@ async function overview(view, signal) {
   h('option', { value: -1 }, 'all states'), STATES.map((n, i) => h('option', { value: i }, n)));
   const typeInput = h('input', { type: 'text', id: 'type-filter', placeholder: 'executor type', 'aria-label': 'executor type',
     onchange: (e) => { filter.executortype = e.target.value.trim(); refresh(); } });
+  if (session.isServer) {
+    // the server's key owns the server, not the colonies: it sees the colonies and global counts only
+    const st = await c.statistics();
+    const n = [st.waitingprocesses, st.runningprocesses, st.successfulprocesses, st.failedprocesses];
+    view.replaceChildren(
+      h('section', { class: 'card' }, h('h2', {}, 'Server'), h('div', { class: 'counts', id: 'counts' },
+        STATES.slice(0, 4).map((name, i) => h('div', { class: `count s${i}`, dataset: { state: name, count: n[i] || 0 } },
+          h('b', {}, n[i] || 0), name)),
+        h('div', { class: 'count', style: 'background:#16213a' }, h('b', {}, `${st.colonies || 0}/${st.executors || 0}`),
+          'colonies/executors'))),
+      h('section', { class: 'card' }, h('h2', {}, 'Colonies'),
+        table(['name'], session.colonies.map((name) => ({ cells: [name] })), { empty: 'no colonies yet' }),
+        h('p', { class: 'muted' }, 'To watch a colony, sign in with one of its users\' or executors\' keys.')));
+    view.dataset.loaded = 'true';
+    return;
+  }
   view.replaceChildren(
-    session.isServer ? h('section', { class: 'card' }, h('h2', {}, 'Colonies'),
-      table(['name'], session.colonies.map((n) => ({ cells: [n] })), { empty: 'no colonies yet' })) : '',
-    colony ? h('section', { class: 'card' }, h('h2', {}, 'Colony ', colonyPicker || colony), counts) : '',
+    colony ? h('section', { class: 'card' }, h('h2', {}, 'Colony ', colony), counts) : '',
     colony ? h('section', { class: 'card' }, h('h2', {}, 'Throughput, last hour (finished per minute)'), chart) : '',
     colony ? h('section', { class: 'card' }, h('h2', {}, 'Processes'), h('div', { class: 'filters' }, stateSelect, typeInput),
       processes) : '',
@@ -142,10 +152,6 @@ async function overview(view, signal) {
       h('section', { class: 'card' }, h('h2', {}, 'Executors'), executors)) : '',
   );
   if (!colony) return;
-  if (session.isServer) {
-    counts.append(h('p', { class: 'muted' }, 'The server key is not a member of colonies: sign in with a user or executor key to see one.'));
-    return;
-  }
 
   async function refresh() {
     try {
@@ -223,7 +229,7 @@ async function processView(view, signal, processid) {
           h('dt', {}, 'submitted'), h('dd', {}, when(p.submissiontime)),
           h('dt', {}, 'started'), h('dd', {}, when(p.starttime) || '—'),
           h('dt', {}, 'ended'), h('dd', {}, when(p.endtime) || '—'),
-          h('dt', {}, 'retries'), h('dd', {}, `${p.retries} of ${p.spec.maxretries}`),
+          h('dt', {}, 'retries'), h('dd', {}, `${p.retries} of ${p.spec.maxretries < 0 ? 'unlimited' : p.spec.maxretries}`),
           p.processgraphid ? [h('dt', {}, 'workflow'), h('dd', {}, link(`#/workflow/${p.processgraphid}`, short(p.processgraphid)))] : ''),
         h('h3', {}, 'Input'), json(p.in || []),
         h('h3', {}, 'Output'), h('div', { id: 'output' }, json(p.out || [])),

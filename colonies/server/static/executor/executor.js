@@ -28,6 +28,8 @@ async function thumbnail(src, size = 64) {
   const g = canvas.getContext('2d');
   g.imageSmoothingQuality = 'high';
   g.drawImage(img, 0, 0, canvas.width, canvas.height);
+  // `this` is the executor's context when run as a process: the log goes to the process' logs
+  if (this && this.log) await this.log(`thumbnail ${canvas.width}x${canvas.height} of ${img.naturalWidth}x${img.naturalHeight}`);
   return { width: canvas.width, height: canvas.height, source: [img.naturalWidth, img.naturalHeight],
     dataurl: canvas.toDataURL('image/png') };
 }
