@@ -146,12 +146,23 @@ def state_text(state: int) -> str:
     return f"[{STATE_COLORS.get(state, 'white')}]{label}[/]"
 
 
+_TIME_COLUMNS = {"Submitted", "Started", "Ended", "LastRun", "NextRun", "Time", "LastHeardFrom"}
+
+
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Any:
+    """A rich table. On a narrow terminal ids are cut with an ellipsis rather than folded over many
+    lines (`--json`, or a wider terminal, shows them whole); times never wrap."""
     from rich.table import Table
 
+    narrow = console().width < 40 + 66 * sum(c.endswith("Id") for c in columns)
     t = Table(title=title, title_justify="left", header_style="bold")
     for c in columns:
-        t.add_column(c, overflow="fold")
+        if c.endswith("Id"):
+            t.add_column(c, no_wrap=True, overflow="ellipsis", max_width=18 if narrow else None)
+        elif c in _TIME_COLUMNS and not narrow:
+            t.add_column(c, no_wrap=True)
+        else:
+            t.add_column(c, overflow="fold", min_width=min(len(c), 5))
     for r in rows:
         t.add_row(*(str(v) if v is not None else "" for v in r))
     return t
