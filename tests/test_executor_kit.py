@@ -14,10 +14,11 @@ from typing import Any
 
 from colonies.client.core import func_spec
 from colonies.executor import Executor, _Sink
-from colonies.protocol.crypto import generate_prvkey
+from colonies.protocol.crypto import generate_prvkey, id_of
 from tests.conftest import ColonyKeys, ServerProc
 from tests.kit_support import (
     cli_env,
+    env_without,
     file_contains,
     process_in_state,
     run_cli,
@@ -78,6 +79,8 @@ def test_kill9_mid_process_then_another_executor_finishes_it(
             )
             p = c.submit(spec)
             running = wait_until(process_in_state(c, p.processid, {1}), what="the first executor to start it")
+            # Killed only once the function itself has begun (it writes the marker, then sleeps).
+            wait_until((tmp_path / "marker").exists, what="the function to start")
             first.kill()
             first.wait(10)
             second = start_executor(env, tmp_path / "b.log", module, "--name", "kit-b")
@@ -223,3 +226,30 @@ async def test_quiet_long_job_sends_heartbeats_and_output_batches() -> None:
     assert rec.calls[0] == ("log", "hello\n")  # whole lines first; "wor" waits for the final flush
     assert [c for c in rec.calls if c[0] == "heartbeat"][:2] == [("heartbeat", "p1")] * 2
     assert sink.take(final=True) == ["wor"]
+
+
+def test_an_approved_executor_runs_without_the_owner_key(
+    server: ServerProc, colony: ColonyKeys, tmp_path: Path
+) -> None:
+    allowlist = tmp_path / "allowlist.toml"
+    allowlist.write_text(ALLOWLIST)
+    env = env_without(cli_env(server, colony), "COLONIES_COLONY_PRVKEY")
+    r = run_cli(env, "executor", "run", "--commands", str(allowlist), "--until-idle")
+    assert r.returncode == 1 and r.stderr.startswith("error: no executor key")
+    r = run_cli(
+        {**env, "COLONIES_EXECUTOR_PRVKEY": generate_prvkey()},
+        "executor",
+        "run",
+        "--commands",
+        str(allowlist),
+        "--until-idle",
+    )
+    assert r.returncode == 1 and "is not an approved member of colony" in r.stderr
+    with server.client(colony.user_prvkey) as c:
+        p = c.submit(func_spec("echo", colony.name, colony.executor_type, args=["hi"]))
+        env["COLONIES_EXECUTOR_PRVKEY"] = colony.executor_prvkey  # added and approved by the fixture
+        r = run_cli(env, "executor", "run", "--commands", str(allowlist), "--until-idle")
+        assert r.returncode == 0, r.stderr
+        done = c.get_process(p.processid)
+    assert done.state == 2 and done.output == ["hi"]
+    assert done.assignedexecutorid == id_of(colony.executor_prvkey)

@@ -77,6 +77,11 @@ def executor_run(
     )
     if not ex.colony:
         raise CLIError("no colony: set COLONIES_COLONY_NAME or pass --colonyname")
+    if not ex.prvkey and not colony_prvkey:
+        raise CLIError(
+            "no executor key: set COLONIES_EXECUTOR_PRVKEY (an approved executor's), or give the "
+            "colony owner's key (COLONIES_COLONY_PRVKEY) to add and approve a new one"
+        )
     if not ex.functions:
         raise CLIError(f"{target or commands} declares no functions")
     ex.run(until_idle=until_idle, colony_prvkey=colony_prvkey)
