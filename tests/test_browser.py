@@ -112,6 +112,21 @@ def test_executor_page_runs_processes_submitted_from_python(server: ServerProc, 
     assert got["missing"].state == 3 and "nosuchfunction" in got["missing"].errors[0]
 
 
+def test_executor_page_with_an_approved_executor_key(server: ServerProc, colony: ColonyKeys) -> None:
+    """No colony key: the page uses an executor the colony owner already registered and approved."""
+    browser_tools()
+    with server.client(colony.user_prvkey) as user:
+        p = user.submit(func_spec("sum", colony.name, colony.executor_type, args=[40, 2]))
+        result = drive("executor", {
+            "url": server.url, "colony": colony.name, "name": colony.executor_name, "type": colony.executor_type,
+            "executorKey": colony.executor_prvkey, "expect": 1,
+        })
+        assert (result["done"], result["failed"], result["pageErrors"]) == (1, 0, [])
+        assert user.get_process(p.processid).output == [42]
+        announced = {f.funcname for f in user.get_functions(colony.name, colony.executor_name)}
+    assert announced == {"sha256", "thumbnail", "sum", "echo"}
+
+
 @pytest.fixture
 def dashboard_server(tmp_path: Path) -> Iterator[ServerProc]:
     srv = make_server(tmp_path, {"COLONIES_DASHBOARD": "true"})
