@@ -86,7 +86,7 @@ async def _main(port: int, workdir: Path, once: bool) -> int:
     env_path = workdir / "dev.env"
     _env_file(env_path, port, keys)
     config = Config.from_env({}, port=port, db_path=str(workdir / "colonies.db"),
-                             server_id=id_of(keys["server"]))
+                             server_id=id_of(keys["server"]), dashboard=True)
     app = create_app(config, create_storage(config))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            ws="websockets-sansio", lifespan="on"))
