@@ -161,7 +161,7 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def _pg_probe(dsn: str) -> BaseException | None:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped,unused-ignore]
 
     async def probe() -> None:
         con = await asyncpg.connect(dsn, timeout=3, statement_cache_size=0)
@@ -223,7 +223,7 @@ class PgDatabase:
 
 
 def _pg_admin(dsn: str, sql: str) -> None:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped,unused-ignore]
 
     async def run() -> None:
         con = await asyncpg.connect(dsn, timeout=5, statement_cache_size=0)
@@ -249,7 +249,22 @@ def fresh_pg_database() -> Iterator[PgDatabase]:
     try:
         yield db
     finally:
-        _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_pg_database(base, name)
+
+
+def _drop_pg_database(base: str, name: str) -> None:
+    """DROP … WITH (FORCE); retried a little, since without pg_signal_backend the role cannot end an
+    autovacuum worker that happens to be on the database."""
+    import asyncpg  # type: ignore[import-untyped,unused-ignore]
+
+    for attempt in range(20):
+        try:
+            _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except asyncpg.InsufficientPrivilegeError:
+            if attempt == 19:
+                raise
+            time.sleep(0.25)
 
 
 @pytest.fixture
