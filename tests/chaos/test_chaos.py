@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,7 +34,7 @@ from colonies.client.sync import Client
 from colonies.errors import ClientError
 from colonies.model import WorkflowSpec
 from colonies.protocol.crypto import generate_prvkey, id_of
-from tests.conftest import ServerProc, make_server
+from tests.conftest import ServerProc
 
 PROCESSES = int(os.environ.get("CHAOS_PROCESSES", "2000"))
 WORK_S = os.environ.get("CHAOS_WORK_S", "0.005")
@@ -42,25 +42,12 @@ EXECUTORS, SLOTS = 8, 4
 KILL_EVERY = (0.2, 0.5)
 MAXEXECTIME = 3
 LAGGARD_HOLDS = 10
-TIME_LIMIT_S = float(os.environ.get("CHAOS_TIME_LIMIT", "170"))
+TIME_LIMIT_S = float(os.environ.get("CHAOS_TIME_LIMIT", "240"))  # a hang guard; ~40-130 s here
 COLONY, TYPE = "chaos", "chaos"
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def chaos_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProc]:
-    env = {"COLONIES_TIMEOUT_CHECKER_PERIOD": "200"}
-    if request.param == "postgresql":
-        env.update(request.getfixturevalue("pg_database").server_env())
-    srv = make_server(tmp_path, env)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 async def _bounded(items: list[T], fn: Callable[[T], Awaitable[Any]], width: int = 32) -> list[Any]:
@@ -119,9 +106,9 @@ async def _audit(port: int, key: str, ids: list[str]) -> tuple[Counter[str], lis
     return events, bad
 
 
-def test_random_executor_kills_lose_nothing(chaos_server: ServerProc, tmp_path: Path,
+def test_random_executor_kills_lose_nothing(backend_server: ServerProc, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    srv = chaos_server
+    srv = backend_server
     owner_key, user_key = generate_prvkey(), generate_prvkey()
     exe_keys = [generate_prvkey() for _ in range(EXECUTORS)]
     laggard_key = generate_prvkey()

@@ -13,8 +13,6 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,27 +20,14 @@ import pytest
 from colonies.client.core import func_spec
 from colonies.client.sync import Client
 from colonies.errors import ClientError
-from tests.conftest import ColonyKeys, ServerProc, make_server, setup_colony
+from tests.chaos.conftest import LOOP_PERIOD_MS
+from tests.conftest import ColonyKeys, ServerProc, setup_colony
 
 RESTARTS = int(os.environ.get("CRASH_RESTARTS", "20"))
 MAXEXECTIME = 2
-LOOP_PERIOD_MS = 200
 TIME_LIMIT_S = 150.0
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def crash_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProc]:
-    env = {"COLONIES_TIMEOUT_CHECKER_PERIOD": str(LOOP_PERIOD_MS)}
-    if request.param == "postgresql":
-        env.update(request.getfixturevalue("pg_database").server_env())
-    srv = make_server(tmp_path, env)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 class Load:
@@ -99,8 +84,8 @@ class Load:
                     self.closed[p.processid] = out
 
 
-def test_kill9_under_load_loses_nothing(crash_server: ServerProc, capsys: pytest.CaptureFixture[str]) -> None:
-    srv = crash_server
+def test_kill9_under_load_loses_nothing(backend_server: ServerProc, capsys: pytest.CaptureFixture[str]) -> None:
+    srv = backend_server
     keys = setup_colony(srv)
     rng = random.Random(int(os.environ.get("CRASH_SEED", "9")))
     load = Load(srv, keys)
