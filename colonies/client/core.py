@@ -347,6 +347,20 @@ class ClientCore:
         return Call(msg, list[Process] | None)
 
 
+    # -- changing ids (key rotation) -------------------------------------------------------------------------
+    def change_user_id(self, colony: str, user_id: str) -> Call[None]:
+        """Replace the signing user's id with `user_id` (rotate to a new key)."""
+        return Call({"msgtype": "changeuseridmsg", "colonyname": colony, "userid": user_id}, None)
+
+    def change_executor_id(self, colony: str, executor_id: str) -> Call[None]:
+        return Call({"msgtype": "changeexecutoridmsg", "colonyname": colony, "executorid": executor_id}, None)
+
+    def change_colony_id(self, colony: str, colony_id: str) -> Call[None]:
+        return Call({"msgtype": "changecolonyidmsg", "colonyname": colony, "colonyid": colony_id}, None)
+
+    def change_server_id(self, server_id: str) -> Call[None]:
+        return Call({"msgtype": "changeserveridmsg", "serverid": server_id}, None)
+
 API = tuple(
     name for name, value in vars(ClientCore).items() if callable(value) and not name.startswith("_")
 )
