@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import queue
 import resource
 import statistics
 import sys
@@ -23,11 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_core import COLONY, Out, pct, server_cpu_s, setup  # noqa: E402
+from bench_core import COLONY, Out, pct, server_cpu_s, setup
 
-from colonies.client import func_spec  # noqa: E402
-from colonies.protocol.crypto import id_of  # noqa: E402
-from tests.conftest import ServerProc, make_server  # noqa: E402
+from colonies.client import func_spec
+from colonies.protocol.crypto import id_of
+from tests.conftest import ServerProc, make_server
 
 ETYPE = "load"
 OPEN_CONCURRENCY = 200  # connections being opened at once (keeps well inside the accept backlog)
@@ -268,7 +269,7 @@ async def run(srv: ServerProc, args: argparse.Namespace, out: Out) -> Figures:
         try:
             submitted = await asyncio.get_running_loop().run_in_executor(None, results.get, True, 1.0)
             break
-        except Exception:  # queue.Empty
+        except queue.Empty:
             if not sub.is_alive():
                 break
     # wait (bounded) for every submitted process to reach a parked connection
@@ -298,7 +299,6 @@ async def run(srv: ServerProc, args: argparse.Namespace, out: Out) -> Figures:
         fig.problems.append(f"non-200 assign answers: {st.other}")
     if st.errors:
         fig.problems.append(f"{len(st.errors)} connection errors, e.g. {st.errors[:3]}")
-    fig.parked = st.sent - st.answered  # type: ignore[attr-defined]
 
     # close everything
     stop.set()
@@ -330,7 +330,7 @@ def report(out: Out, srv: ServerProc, args: argparse.Namespace, fig: Figures, no
     out()
     for label, (rss, hwm) in fig.rss.items():
         out(f"  server RSS {label:<16}: {rss:7.1f} MB   (peak so far {hwm:.1f} MB)")
-    parked_label = [k for k in fig.rss if k.endswith("parked")][0]
+    parked_label = next(k for k in fig.rss if k.endswith("parked"))
     per = (fig.rss[parked_label][0] - fig.rss["before parking"][0]) * 1024 / max(1, args.parked)
     out(f"  per parked connection: {per:.1f} KB of server RSS")
     out(f"  parking: {args.parked:,} connections opened and assigns sent in {fig.park_s:.1f} s, server idle "

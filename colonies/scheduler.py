@@ -16,7 +16,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from colonies.errors import ColoniesError
 from colonies.model import Process, ProcessState
+from colonies.resources import parse_cpu, parse_mem
 
 Key = tuple[str, str]  # (colony, executor type)
 
@@ -61,6 +63,15 @@ class Waiter:
         if self.future.done():
             return False
         self.future.set_result(None)
+        return True
+
+
+def _needs_resources(cpu: str, mem: str) -> bool:
+    """Whether a process asks for cpu or memory. Stored specs are normalised, so "no requirement" reads
+    "0m" / "0Mi": only a non-zero value restricts which waiters can claim it (and so wakes them all)."""
+    try:
+        return bool(parse_cpu(cpu) or parse_mem(mem))
+    except ColoniesError:
         return True
 
 
@@ -114,7 +125,7 @@ class EventBus:
             return 0
         woken = 0
         targets = {n for n in names or [] if n and n != "*"}
-        for w in list(q):
+        for w in q:  # fire() only schedules callbacks, so q does not change during this loop
             if targets and w.executor_name not in targets:
                 continue
             if w.fire():
@@ -160,7 +171,7 @@ class EventBus:
             self.forward(p)
         c = p.spec.conditions
         if p.state == ProcessState.WAITING and not p.waitforparents:
-            special = bool(c.cpu or c.mem or c.locationname)
+            special = bool(c.locationname) or _needs_resources(c.cpu, c.mem)
             self.wake(c.colonyname, c.executortype, c.executornames, everyone=special)
         for sub in self._by_process.get(p.processid, ()):
             if sub.state == p.state and (not sub.executor_type or sub.executor_type == c.executortype):
