@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from colonies.scheduler import EventBus
 
 _P = rows.PROCESS_COLS
+_P_Q = ", ".join(f"processes.{c.strip()}" for c in _P.split(","))  # qualified, for UPDATE … FROM
 WAITING, RUNNING, SUCCESS, FAILED, CANCELLED = (int(s) for s in ProcessState)
 EXEC_TIMEOUT_ERROR = "Maximum execution time limit exceeded"
 WAIT_TIMEOUT_ERROR = "Maximum waiting time limit exceeded"
@@ -87,7 +88,7 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
 
     async def open(self) -> None:
         pool = await asyncpg.create_pool(self.dsn, min_size=self.min_size, max_size=self.max_size,
-                                         statement_cache_size=0, command_timeout=60)
+                                         statement_cache_size=0, command_timeout=60, reset=_no_session_reset)
         assert pool is not None
         self._pool = pool
         try:
@@ -356,6 +357,11 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
     # -- processes ---------------------------------------------------------------------------------------------
     async def add_processes(self, processes: list[Process], graph: ProcessGraph | None = None,
                             actor: str = "") -> None:
+        if graph is None and len(processes) == 1 and not _targets(processes[0]) and not processes[0].attributes:
+            # A plain submit is one statement (process row and its event), atomic without BEGIN/COMMIT.
+            async with self.pool.acquire() as con:
+                await self._insert_process(con, processes[0], actor)
+            return
         async with self._tx() as con:
             if graph is not None:
                 await self._insert_graph(con, graph)
@@ -368,23 +374,30 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
     async def _insert_process(self, con: Con, p: Process, actor: str) -> None:
         s = p.spec
         c = s.conditions
-        names = [n for n in (c.executornames or []) if n and n != "*"]
+        names = _targets(p)
         sub = _ns(p.submissiontime)
+        # One round trip for the row and its "submitted" event; a duplicate id inserts neither.
         try:
-            async with con.transaction():
-                await con.execute(
-                    "INSERT INTO processes (process_id, colony_name, executor_type, state, targeted, location_name,"
-                    " cpu, mem, priority_time, submission_time, wait_deadline, max_exec_time, max_wait_time,"
-                    " max_retries, retries, wait_for_parents, parents, children, processgraph_id, initiator_id,"
-                    " initiator_name, label, funcname, input, output, errors, spec) VALUES ($1,$2,$3,$4,$5,$6,$7,"
-                    "$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)",
-                    p.processid, c.colonyname, c.executortype, p.state, bool(names), c.locationname,
-                    parse_cpu(c.cpu), parse_mem(c.mem), p.prioritytime, sub, _ns(p.waitdeadline),
-                    s.maxexectime, s.maxwaittime, s.maxretries, p.retries, bool(p.waitforparents),
-                    js(p.parents), js(p.children), p.processgraphid, p.initiatorid, p.initiatorname, s.label,
-                    s.funcname, js(p.input or []), js(p.output or []), js(p.errors), js(s))
+            inserted = await con.fetchval(
+                "WITH ins AS (INSERT INTO processes (process_id, colony_name, executor_type, state, targeted,"
+                " location_name, cpu, mem, priority_time, submission_time, wait_deadline, max_exec_time,"
+                " max_wait_time, max_retries, retries, wait_for_parents, parents, children, processgraph_id,"
+                " initiator_id, initiator_name, label, funcname, input, output, errors, spec) VALUES ($1,$2,$3,$4,"
+                "$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)"
+                " ON CONFLICT (process_id) DO NOTHING RETURNING process_id),"
+                " ev AS (INSERT INTO process_events (process_id, ts, event, actor, detail)"
+                "  SELECT process_id, $10, 'submitted', $28, $29 FROM ins)"
+                " SELECT process_id FROM ins",
+                p.processid, c.colonyname, c.executortype, p.state, bool(names), c.locationname,
+                parse_cpu(c.cpu), parse_mem(c.mem), p.prioritytime, sub, _ns(p.waitdeadline),
+                s.maxexectime, s.maxwaittime, s.maxretries, p.retries, bool(p.waitforparents),
+                js(p.parents), js(p.children), p.processgraphid, p.initiatorid, p.initiatorname, s.label,
+                s.funcname, js(p.input or []), js(p.output or []), js(p.errors), js(s), actor or p.initiatorid,
+                p.initiatorname)
         except asyncpg.UniqueViolationError:
             raise Conflict(f"process {p.processid} already exists") from None
+        if inserted is None:
+            raise Conflict(f"process {p.processid} already exists")
         await self._insert_targets(con, c.colonyname, names, p.prioritytime, p.processid)
         if p.attributes:
             await con.executemany(
@@ -395,7 +408,6 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
                 " added = excluded.added",
                 [(a.attributeid, a.targetid, a.targetcolonyname, a.targetprocessgraphid, a.attributetype,
                   a.key, a.value, sub) for a in p.attributes])
-        await self._event(con, p.processid, sub, "submitted", actor or p.initiatorid, p.initiatorname)
 
     async def get_process(self, process_id: str, attributes: bool = True) -> Process | None:
         row = await self._one(f"SELECT {_P} FROM processes WHERE process_id = $1", process_id)
@@ -428,23 +440,26 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
             "  WHERE t.colony_name = $1 AND t.executor_name = $4 AND p.executor_type = $2 AND p.state = 0"
             f"  AND NOT p.wait_for_parents{extra} ORDER BY t.priority_time LIMIT 1 FOR UPDATE OF p SKIP LOCKED),"
             " pick AS (SELECT process_id FROM (SELECT * FROM open UNION ALL SELECT * FROM named) c"
-            "  ORDER BY priority_time LIMIT 1)"
-            " UPDATE processes SET state = 1, is_assigned = TRUE, assigned_executor_id = $5, start_time = $6,"
+            "  ORDER BY priority_time LIMIT 1),"
+            # One round trip: claim, drop the targets rows, record the event, return the claimed row.
+            " upd AS (UPDATE processes SET state = 1, is_assigned = TRUE, assigned_executor_id = $5, start_time = $6,"
             "  exec_deadline = CASE WHEN max_exec_time > 0 THEN $6 + max_exec_time * 1000000000 ELSE 0 END,"
-            "  end_time = 0 FROM pick WHERE processes.process_id = pick.process_id"
-            " RETURNING processes.process_id, processes.processgraph_id, processes.parents")
+            f"  end_time = 0 FROM pick WHERE processes.process_id = pick.process_id RETURNING {_P_Q}),"
+            " del AS (DELETE FROM process_targets t USING upd WHERE t.process_id = upd.process_id),"
+            " ev AS (INSERT INTO process_events (process_id, ts, event, actor, detail)"
+            "  SELECT process_id, $6, 'assigned', $5, $4 FROM upd)"
+            " SELECT * FROM upd")
 
         async def tx(con: Con) -> Process | None:
             row = await con.fetchrow(sql, *args)
             if row is None:
                 return None
-            pid, graph_id, parents = row
-            await con.execute("DELETE FROM process_targets WHERE process_id = $1", pid)
-            if graph_id:
-                await self._on_graph_claim(con, pid, graph_id, rows.strs(parents), now_ns)
-            await self._event(con, pid, now_ns, "assigned", req.executor_id, req.executor_name)
-            p = await self._get(con, pid)
-            assert p is not None
+            p = rows.process(row)
+            pid = p.processid
+            if p.processgraphid:
+                await self._on_graph_claim(con, pid, p.processgraphid, list(p.parents or []), now_ns)
+                p = await self._get(con, pid)  # the graph claim set its input
+                assert p is not None
             p.attributes = await self._attributes(con, pid, p.state)
             return p
 
@@ -452,27 +467,39 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
 
     async def finish(self, process_id: str, executor_id: str, success: bool, output: list[object] | None,
                      errors: list[str] | None, now_ns: int) -> Changed | None:
+        args: list[Any]
+        if success:
+            sets, args = "state = 2, end_time = $3, exec_deadline = 0", [now_ns]
+            if output:
+                sets += ", output = $4"
+                args.append(js(output))
+        else:
+            sets, args = "state = 3, end_time = $3, exec_deadline = 0, errors = $4", [now_ns, js(errors or [])]
+        detail = "" if success else "; ".join(errors or [])[:1000]
+        # A process outside any graph (the common case) closes in one round trip: the update, its event
+        # and the new row. Graph members, and processes not RUNNING for this executor, take the path below.
+        n = len(args) + 2
+        fast = (f"WITH upd AS (UPDATE processes SET {sets} WHERE process_id = $1 AND state = 1"
+                f" AND assigned_executor_id = $2 AND processgraph_id = '' RETURNING {_P}),"
+                " ev AS (INSERT INTO process_events (process_id, ts, event, actor, detail)"
+                f"  SELECT process_id, $3, ${n + 1}, $2, ${n + 2} FROM upd)"
+                " SELECT * FROM upd")
+
         async def tx(con: Con) -> Changed | None:
+            row = await con.fetchrow(fast, process_id, executor_id, *args, "closed" if success else "failed", detail)
+            if row is not None:
+                return Changed(process=rows.process(row), others=[])
             graph_id = await con.fetchval("SELECT processgraph_id FROM processes WHERE process_id = $1", process_id)
             if graph_id is None:
                 return None
             if graph_id:
                 await self._lock_graph(con, graph_id)
-            args: list[Any]
-            if success:
-                sets, args = "state = 2, end_time = $3, exec_deadline = 0", [now_ns]
-                if output:
-                    sets += ", output = $4"
-                    args.append(js(output))
-            else:
-                sets, args = "state = 3, end_time = $3, exec_deadline = 0, errors = $4", [now_ns, js(errors or [])]
             row = await con.fetchrow(f"UPDATE processes SET {sets} WHERE process_id = $1 AND state = 1"
                                      " AND assigned_executor_id = $2 RETURNING children",
                                      process_id, executor_id, *args)
             if row is None:
                 return None
-            await self._event(con, process_id, now_ns, "closed" if success else "failed", executor_id,
-                              "" if success else "; ".join(errors or [])[:1000])
+            await self._event(con, process_id, now_ns, "closed" if success else "failed", executor_id, detail)
             others = await self._resolve(con, graph_id, process_id, rows.strs(row[0]), success, now_ns)
             return Changed(process=await self._get(con, process_id), others=others)
 
@@ -676,6 +703,19 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
 
     async def purge_nonces(self, now_ns: int) -> None:
         await self.pool.execute("DELETE FROM nonces WHERE expires < $1", now_ns)
+
+
+def _targets(p: Process) -> list[str]:
+    """The executor names a process is targeted at (none for `*` or empty names)."""
+    return [n for n in (p.spec.conditions.executornames or []) if n and n != "*"]
+
+
+async def _no_session_reset(con: Con) -> None:
+    """Pool release without asyncpg's reset query (`SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`), a round trip on every release. asyncpg still rolls back an open
+    transaction first. This storage keeps no session state on pooled connections: only transaction-
+    scoped advisory locks, no cursors outside transactions, no SET, and LISTEN runs on ClusterEvents'
+    own connection. (Behind PgBouncer in transaction mode the reset query would not help anyway.)"""
 
 
 def _count(status: str) -> int:
