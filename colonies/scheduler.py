@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -91,7 +91,9 @@ class Subscription:
 
 class EventBus:
     def __init__(self) -> None:
-        self._waiters: dict[Key, deque[Waiter]] = {}
+        # FIFO per key; an OrderedDict (values unused) so that unpark is O(1) wherever the waiter sits:
+        # a re-parked waiter that claims at once is removed from the tail of a possibly long queue.
+        self._waiters: dict[Key, OrderedDict[Waiter, None]] = {}
         self._by_process: dict[str, list[Subscription]] = {}
         self._by_type: dict[Key, list[Subscription]] = {}
         self.published = 0
@@ -102,17 +104,14 @@ class EventBus:
     # -- assign waiters ------------------------------------------------------------------------------
     def park(self, colony: str, executor_type: str, executor_name: str) -> Waiter:
         w = Waiter(colony, executor_type, executor_name)
-        self._waiters.setdefault((colony, executor_type), deque()).append(w)
+        self._waiters.setdefault((colony, executor_type), OrderedDict())[w] = None
         return w
 
     def unpark(self, w: Waiter, consumed: bool) -> None:
         """Remove a waiter. If it was woken but did not use the wake, pass the wake on."""
         q = self._waiters.get((w.colony, w.executor_type))
         if q is not None:
-            try:
-                q.remove(w)
-            except ValueError:
-                pass
+            q.pop(w, None)
             if not q:
                 del self._waiters[(w.colony, w.executor_type)]
         if w.future.done() and not consumed:

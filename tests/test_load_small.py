@@ -105,3 +105,18 @@ def test_plain_process_wakes_one_waiter_resources_wake_all() -> None:
     assert asyncio.run(woken(_process(cpu="500m"))) == 20
     assert asyncio.run(woken(_process(mem="1Gi"))) == 20
     assert asyncio.run(woken(_process(location="eu"))) == 20
+
+
+def test_unpark_anywhere_keeps_fifo_order() -> None:
+    async def order() -> list[str]:
+        bus = EventBus()
+        ws = [bus.park(COLONY, ETYPE, f"e{i}") for i in range(5)]
+        bus.unpark(ws[2], consumed=True)  # a waiter from the middle goes (timeout, disconnect)
+        bus.unpark(ws[4], consumed=True)  # and one from the tail (re-parked, then claimed at once)
+        fired = []
+        for _ in range(3):
+            bus.wake(COLONY, ETYPE)
+            fired += [w.executor_name for w in ws if w.future.done() and w.executor_name not in fired]
+        return fired
+
+    assert asyncio.run(order()) == ["e0", "e1", "e3"]
