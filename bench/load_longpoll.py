@@ -241,7 +241,7 @@ async def run(srv: ServerProc, args: argparse.Namespace, out: Out) -> Figures:
     await wait_idle(spid, 10)
     fig.rss["before parking"] = rss_mb(spid)
     st = Parked(args.parked)
-    sem, stop = asyncio.Semaphore(OPEN_CONCURRENCY), asyncio.Event()
+    sem, stop = asyncio.Semaphore(args.open_concurrency), asyncio.Event()
     cpu0, t0 = server_cpu_s(spid), time.monotonic()
     tasks = [asyncio.ensure_future(park_one(i, srv.port, assign[i % len(assign)], st, sem, stop, version))
              for i in range(args.parked)]
@@ -319,7 +319,7 @@ def report(out: Out, srv: ServerProc, args: argparse.Namespace, fig: Figures, no
         f"127.0.0.1:{srv.port}; {os.cpu_count()} CPUs; python {sys.version.split()[0]}; RLIMIT_NOFILE {nofile}")
     out(f"# parked side: {args.parked:,} raw keep-alive HTTP/1.1 connections (asyncio streams) in the bench "
         f"process, {args.executors} approved executors x {args.parked // args.executors} connections each;")
-    out(f"#   each connection sends a versionmsg (opened {OPEN_CONCURRENCY} at a time), then assignprocessmsg "
+    out(f"#   each connection sends a versionmsg (opened {args.open_concurrency} at a time), then assignprocessmsg "
         f"timeout {args.timeout} s (one prebuilt signed envelope per executor), re-parking after every answer")
     out(f"# submitter: a separate OS process (spawn), 1 raw connection, {args.submits} submitfuncspecmsg one at a "
         f"time at ~{args.rate:.0f}/s")
@@ -360,6 +360,8 @@ def main() -> None:
     ap.add_argument("--submits", type=int, default=None, help="processes submitted (default 500, quick 200)")
     ap.add_argument("--rate", type=float, default=50.0, help="submits per second")
     ap.add_argument("--timeout", type=int, default=60, help="assign long-poll timeout, seconds")
+    ap.add_argument("--open-concurrency", type=int, default=OPEN_CONCURRENCY,
+                    help="connections being opened at once (--parked for one burst: tests the accept backlog)")
     args = ap.parse_args()
     args.parked = args.parked or (2000 if args.quick else 10_000)
     args.submits = args.submits or (200 if args.quick else 500)

@@ -8,6 +8,7 @@ from typing import Any
 from colonies.config import Config
 
 log = logging.getLogger("colonies.server")
+BACKLOG = 8192
 
 
 def serve(config: Config) -> None:
@@ -25,5 +26,7 @@ def serve(config: Config) -> None:
     kwargs: dict[str, Any] = {}
     if config.tls:
         kwargs = {"ssl_certfile": config.tls_cert, "ssl_keyfile": config.tls_key}
+    # backlog: room for thousands of long-polling executors (re)connecting at once (uvicorn's default
+    # is 2048; the kernel caps it at net.core.somaxconn). See bench/load_longpoll.py.
     uvicorn.run(app, host=config.bind, port=config.port, log_level="warning", access_log=False,
-                ws="websockets-sansio", lifespan="on", timeout_keep_alive=75, **kwargs)
+                ws="websockets-sansio", lifespan="on", timeout_keep_alive=75, backlog=BACKLOG, **kwargs)
