@@ -476,8 +476,9 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
         else:
             sets, args = "state = 3, end_time = $3, exec_deadline = 0, errors = $4", [now_ns, js(errors or [])]
         detail = "" if success else "; ".join(errors or [])[:1000]
-        # A process outside any graph (the common case) closes in one round trip: the update, its event
-        # and the new row. Graph members, and processes not RUNNING for this executor, take the path below.
+        # A process outside any graph (the common case) closes in one statement, atomic without
+        # BEGIN/COMMIT: the update, its event and the new row. Graph members, and processes not RUNNING
+        # for this executor, take the transaction below.
         n = len(args) + 2
         fast = (f"WITH upd AS (UPDATE processes SET {sets} WHERE process_id = $1 AND state = 1"
                 f" AND assigned_executor_id = $2 AND processgraph_id = '' RETURNING {_P}),"
@@ -485,10 +486,12 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
                 f"  SELECT process_id, $3, ${n + 1}, $2, ${n + 2} FROM upd)"
                 " SELECT * FROM upd")
 
+        row = await self.pool.fetchrow(fast, process_id, executor_id, *args, "closed" if success else "failed",
+                                       detail)
+        if row is not None:
+            return Changed(process=rows.process(row), others=[])
+
         async def tx(con: Con) -> Changed | None:
-            row = await con.fetchrow(fast, process_id, executor_id, *args, "closed" if success else "failed", detail)
-            if row is not None:
-                return Changed(process=rows.process(row), others=[])
             graph_id = await con.fetchval("SELECT processgraph_id FROM processes WHERE process_id = $1", process_id)
             if graph_id is None:
                 return None
