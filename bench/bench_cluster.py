@@ -201,7 +201,7 @@ def run_processes(kind: str, cl: Cluster, prvkeys: list[str], total: int) -> CRe
     barrier, results = ctx.Barrier(N_WORKERS + 1), ctx.Queue()
     share = [total // N_WORKERS + (1 if i < total % N_WORKERS else 0) for i in range(N_WORKERS)]
     procs = [ctx.Process(target=bc._worker, args=(kind, cl.ports[i % len(cl.ports)], prvkeys[i % len(prvkeys)],
-                                                   share[i], ETYPE, barrier, results, bc.SHIM))
+                                                   share[i], ETYPE, barrier, results))
              for i in range(N_WORKERS)]
     for p in procs:
         p.start()
@@ -411,9 +411,6 @@ def main() -> None:
     ap.add_argument("--profile", metavar="DIR", help="py-spy the 1-replica server during its 1-client assign+close")
     ap.add_argument("--no-sync-off", action="store_true", help="skip the synchronous_commit=off extra line")
     args = ap.parse_args()
-    if bc.sniffio_missing():
-        bc.SHIM = True
-        bc.install_sniffio_shim()
     sz = QUICK if args.quick else FULL
     out = Out()
     t_begin = time.monotonic()
@@ -431,8 +428,6 @@ def main() -> None:
     out(f"# Go figures from the issue (Go server + PostgreSQL + Go client): {GO['submit_1']:.0f} submit/s and "
         f"{GO['assign_1']:.0f} assign+close/s with 1 client, {GO['submit_4']:.0f} and {GO['assign_4']:.0f} with 4; "
         f"target {TARGET_FACTOR}x")
-    if bc.SHIM:
-        out("# NOTE: sniffio is not installed; the clients use bench_core's in-process stand-in")
     out()
     all_res: dict[int, dict[str, CResult]] = {}
     with tempfile.TemporaryDirectory(prefix="colonies-bench-cluster-") as tmp:

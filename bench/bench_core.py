@@ -53,35 +53,6 @@ QUICK = Sizes(baseline=1000, submit_1=800, submit_4=2000, wake=50, queue_small=1
               queue_cycles=300)
 
 
-# -- the sniffio stand-in -------------------------------------------------------------------------------
-def sniffio_missing() -> bool:
-    import importlib.util
-
-    return "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None
-
-
-def install_sniffio_shim() -> None:
-    """httpcore runs `import sniffio` on every pool/lock operation; when sniffio is not installed the
-    import fails each time and is never cached. This stand-in (asyncio only) removes that cost."""
-    import types
-
-    if sniffio_missing():
-        mod = types.ModuleType("sniffio")
-        mod.current_async_library = lambda: "asyncio"  # type: ignore[attr-defined]
-        sys.modules["sniffio"] = mod
-
-
-def failed_import_us(n: int = 2000) -> float:
-    """CPU cost of one failing `import sniffio`, in microseconds."""
-    t0 = time.process_time()
-    for _ in range(n):
-        try:
-            import sniffio  # noqa: F401
-        except ImportError:
-            pass
-    return (time.process_time() - t0) / n * 1e6
-
-
 # -- measuring --------------------------------------------------------------------------------------------
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -179,9 +150,31 @@ _VERSION_BODY = unsigned_envelope(_VERSION.msg)
 
 
 async def unsigned_version(c: AsyncClient) -> Any:
-    """An unsigned versionmsg through the same httpx stack and reply decoder, without the signing hook."""
-    r = await c._http.post(c.url, content=_VERSION_BODY)
-    return decode(_VERSION, r.status_code, r.content)
+    """An unsigned versionmsg through the same client stack and reply decoder, without signing."""
+    return await c.with_key("").version()
+
+
+async def transport_cost(port: int, count: int) -> dict[str, tuple[float, float]]:
+    """Unsigned versionmsg `count` times over one keep-alive connection, through httpx.AsyncClient (the
+    SDK's transport before 2026-11-22) and through our AsyncClient (aiohttp): (req/s, client CPU us/req)."""
+    import httpx
+
+    url = f"http://127.0.0.1:{port}/api"
+    res: dict[str, tuple[float, float]] = {}
+    async with httpx.AsyncClient() as h:
+        await h.post(url, content=_VERSION_BODY)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(count):
+            r = await h.post(url, content=_VERSION_BODY)
+            decode(_VERSION, r.status_code, r.content)
+        res["httpx.AsyncClient"] = (count / (time.perf_counter() - t0), (time.process_time() - cpu0) / count * 1e6)
+    async with AsyncClient("127.0.0.1", port) as c:
+        await c.version()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(count):
+            await c.version()
+        res["AsyncClient (aiohttp)"] = (count / (time.perf_counter() - t0), (time.process_time() - cpu0) / count * 1e6)
+    return res
 
 
 async def run_ops(kind: str, port: int, prvkey: str, count: int, etype: str, deadline: float,
@@ -215,11 +208,8 @@ async def ops_on(c: AsyncClient, kind: str, count: int, etype: str, deadline: fl
     return done
 
 
-def _worker(kind: str, port: int, prvkey: str, count: int, etype: str, barrier: Any, results: Any,
-            shim: bool) -> None:
+def _worker(kind: str, port: int, prvkey: str, count: int, etype: str, barrier: Any, results: Any) -> None:
     """One client process: warm up, wait at the barrier with the others, run, report."""
-    if shim:
-        install_sniffio_shim()
 
     async def main() -> None:
         async with AsyncClient("127.0.0.1", port, prvkey=prvkey) as c:
@@ -232,16 +222,13 @@ def _worker(kind: str, port: int, prvkey: str, count: int, etype: str, barrier: 
     asyncio.run(main())
 
 
-SHIM = False  # set by --sniffio-shim
-
-
 def run_processes(kind: str, srv: ServerProc, prvkeys: list[str], total: int, etype: str) -> Result:
     """`total` ops split over N_WORKERS client processes; rate = total done / (last end - common start)."""
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(N_WORKERS + 1), ctx.Queue()
     share = [total // N_WORKERS + (1 if i < total % N_WORKERS else 0) for i in range(N_WORKERS)]
     procs = [ctx.Process(target=_worker, args=(kind, srv.port, prvkeys[i % len(prvkeys)], share[i], etype,
-                                                barrier, results, SHIM)) for i in range(N_WORKERS)]
+                                                barrier, results)) for i in range(N_WORKERS)]
     for p in procs:
         p.start()
     assert srv.proc is not None
@@ -414,15 +401,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller counts, finishes in under a minute")
     ap.add_argument("--profile", metavar="DIR", help="run py-spy on the server during the 1-client "
                                                      "assign+close phase; write DIR/assignclose.{txt,svg}")
-    ap.add_argument("--sniffio-shim", action="store_true",
-                    help="when sniffio is not installed, give the clients an in-process stand-in for it")
     args = ap.parse_args()
-    global SHIM
-    missing = sniffio_missing()
-    import_us = failed_import_us() if missing else 0.0
-    SHIM = args.sniffio_shim and missing
-    if SHIM:
-        install_sniffio_shim()
     sz = QUICK if args.quick else FULL
     out = Out()
     t_begin = time.monotonic()
@@ -432,11 +411,6 @@ def main() -> None:
         assert srv.proc is not None
         try:
             keys = asyncio.run(setup(srv.port, srv.server_prvkey, {ETYPE: N_WORKERS, "q1k": 1, "q100k": 1}))
-            if missing:
-                args.note = (f"# NOTE: sniffio is not installed: httpcore retries `import sniffio` (fails, {import_us:.0f} us "
-                    "CPU each) about 4 times per request; clients here "
-                    + ("use an in-process stand-in (--sniffio-shim)" if SHIM else
-                       "pay that cost (run with --sniffio-shim to remove it)"))
             body(out, srv, keys, sz, args)
         finally:
             srv.stop()
@@ -449,24 +423,29 @@ def body(out: Out, srv: ServerProc, keys: Keys, sz: Sizes, args: argparse.Namesp
     out(f"# Colonies in Python core benchmark ({'quick' if args.quick else 'full'} mode)")
     out(f"# server: python -m colonies server start, pid {srv.proc.pid}, SQLite (WAL, synchronous=NORMAL) in a "
         f"temp dir, 127.0.0.1:{srv.port}; {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
-    out("# client: colonies.client.AsyncClient (httpx, every call signed with secp256k1) unless stated; "
+    out("# client: colonies.client.AsyncClient (aiohttp, every call signed with secp256k1) unless stated; "
         f"'4 clients' = {N_WORKERS} separate OS processes (multiprocessing, spawn), one AsyncClient each,")
     out("#         started together at a barrier; rate = all ops / (last finish - common start)")
     out("# server CPU = utime+stime of the server pid from /proc/<pid>/stat over the phase / ops "
         f"(clock ticks of 1/{CLK_TCK} s); client CPU = process_time of the client process(es) / ops")
-    if getattr(args, "note", None):
-        out(args.note)
     out()
 
     # baseline ------------------------------------------------------------------------------------------------
     b1 = run_inline("version", srv, keys.user, sz.baseline, ETYPE)
     b4 = run_processes("version", srv, [keys.user], sz.baseline * 2, ETYPE)
     base = {1: b1.rate, 4: b4.rate}
-    out("BASELINE: unsigned versionmsg round-trip through the same AsyncClient httpx stack + reply decode "
+    out("BASELINE: unsigned versionmsg round-trip through the same AsyncClient (aiohttp) stack + reply decode "
         "(no signing, no signature recovery, no DB)")
     for n, r in ((1, b1), (4, b4)):
         out(f"  baseline {n} client{'s' if n > 1 else ''}: {r.rate:8.0f} req/s  ({r.ops} calls in {r.seconds:.2f} s; "
             f"{cpu_line(r)})")
+    out()
+    tc = asyncio.run(transport_cost(srv.port, sz.baseline))
+    out("CLIENT TRANSPORT: the same unsigned versionmsg over one keep-alive connection, 1 client in this process")
+    for name, (rate, cpu_us) in tc.items():
+        out(f"  {name:22}: {rate:8.0f} req/s, client CPU {cpu_us:5.0f} us/request")
+    (hr, hc), (ar, ac) = tc["httpx.AsyncClient"], tc["AsyncClient (aiohttp)"]
+    out(f"  aiohttp vs httpx: {ar / hr:.2f}x the rate, {hc / ac:.2f}x less client CPU per request")
     out()
 
     # throughput ------------------------------------------------------------------------------------------------

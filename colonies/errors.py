@@ -83,12 +83,20 @@ class Conflict(StorageError):
 
 
 class ClientError(Exception):
-    """The server answered a client call with an error envelope."""
+    """The server answered a client call with an error envelope; `status` is its HTTP status."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+
+
+class TransportError(ClientError):
+    """A client call got no reply: the connection was refused, reset or timed out (status 0).
+    The call may or may not have reached the server."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message)
 
 
 def status_of(exc: BaseException) -> int:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from colonies.client import Client, func_spec
-from colonies.client.core import ClientCore, SigningAuth, unsigned_envelope
+from colonies.client.core import ClientCore, signed_envelope
 from tests.conftest import ColonyKeys, ServerProc
 
 
@@ -16,8 +16,8 @@ def test_abandoned_assign_does_not_claim(server: ServerProc, colony: ColonyKeys)
     call = ClientCore().assign(colony.name, timeout=10)
     with httpx.Client() as http:
         with pytest.raises(httpx.ReadTimeout):
-            http.post(f"{server.url}/api", content=unsigned_envelope(call.msg),
-                      auth=SigningAuth(colony.executor_prvkey), timeout=0.5)
+            http.post(f"{server.url}/api", content=signed_envelope(call.msg, colony.executor_prvkey),
+                      timeout=0.5)
     time.sleep(0.3)  # let the server notice the closed connection
     with Client("127.0.0.1", server.port, prvkey=colony.user_prvkey) as user:
         p = user.submit(func_spec("f", colony.name, colony.executor_type))

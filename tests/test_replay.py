@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from pycolonies import Colonies
 from pycolonies import func_spec as py_func_spec
@@ -129,13 +130,12 @@ def test_strict_mode_refuses_pycolonies_and_serves_our_sdk(strict: ServerProc) -
         assert got is not None and got.state == 2 and got.output == ["done"]
 
 
-def test_a_request_replayed_on_another_replica_is_refused(tmp_path: Path) -> None:
-    """Two servers on one database: the nonce store is shared, not per process."""
+def test_a_request_replayed_on_another_replica_is_refused(tmp_path: Path, pg_database: PgDatabase) -> None:
+    """Two replicas on one PostgreSQL database: the nonce store is shared, not per process."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first = make_server(tmp_path / "a")
-    second = make_server(tmp_path / "b",
-                         {"COLONIES_DB_PATH": str(first.db_path), "COLONIES_SERVER_ID": id_of(first.server_prvkey)})
+    first = make_server(tmp_path / "a", pg_database.server_env())
+    second = make_server(tmp_path / "b", {**pg_database.server_env(), "COLONIES_SERVER_ID": id_of(first.server_prvkey)})
     first.start()
     try:
         second.start()
@@ -151,6 +151,27 @@ def test_a_request_replayed_on_another_replica_is_refused(tmp_path: Path) -> Non
             second.stop()
     finally:
         first.stop()
+
+
+def test_a_replay_after_a_restart_is_refused(tmp_path: Path) -> None:
+    """SQLite batches nonce writes; a stop (and a write's own transaction) still persists them."""
+    srv = make_server(tmp_path)
+    srv.start()
+    try:
+        keys = setup_colony(srv)
+        read = signed({"msgtype": "getcolonymsg", "colonyname": keys.name}, keys.user_prvkey)
+        assert post(srv, read)[0] == 200
+        spec = msgspec.to_builtins(func_spec("f", keys.name, keys.executor_type))
+        write = signed({"msgtype": "submitfuncspecmsg", "spec": spec}, keys.user_prvkey)
+        assert post(srv, write)[0] == 200
+        srv.kill9()  # the submit's nonce committed with the submit itself
+        srv.start()
+        assert post(srv, write)[0] == 403
+        srv.stop()  # a clean stop writes the read's nonce too, if no timer did
+        srv.start()
+        assert post(srv, read)[0] == 403
+    finally:
+        srv.stop()
 
 
 async def _nonce_contract(store: Any) -> None:

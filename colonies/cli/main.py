@@ -86,10 +86,12 @@ def version() -> None:
 
 def _message(exc: BaseException) -> str:
     """One line for a user: what failed, without the traceback."""
-    from colonies.errors import ClientError
+    from colonies.errors import ClientError, TransportError
 
     if isinstance(exc, CLIError):
         return str(exc)
+    if isinstance(exc, TransportError):
+        return f"cannot reach the server at {TARGET.host}:{TARGET.port}: {exc.message}"
     if isinstance(exc, ClientError):
         return f"{exc.message} (status {exc.status})"
     mod = type(exc).__module__

@@ -1,4 +1,4 @@
-"""Our SDK: one core that does no I/O, and thin sync and async shells over httpx."""
+"""Our SDK: one core that does no I/O, a sync shell over httpx and an async shell over aiohttp."""
 
 from colonies.client.asyncio import AsyncClient
 from colonies.client.core import Call, ClientCore, func_spec

@@ -1,17 +1,15 @@
 """The SDK core: builds signed requests and decodes replies. No I/O here.
 
 Each API method returns a `Call`: the message to send and how to decode the reply. The shells in
-`sync.py` and `asyncio.py` only send it. Signing is an `httpx.Auth` (`SigningAuth`).
+`sync.py` (httpx) and `asyncio.py` (aiohttp) only send it, as the body `signed_envelope` builds.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import httpx
 import msgspec
 
 from colonies.errors import ClientError
@@ -48,36 +46,28 @@ class Call(Generic[T]):
     timeout: float | None = None
 
 
-class SigningAuth(httpx.Auth):
-    """Signs the envelope's payload with the caller's key; the key never leaves the process."""
+HEADERS = {"Content-Type": "application/json"}
 
-    requires_request_body = True
 
-    def __init__(self, prvkey: str) -> None:
-        self.prvkey = prvkey
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        env = msgspec.json.decode(request.content)
-        env["signature"] = crypto.sign(env["payload"], self.prvkey)
-        body = _enc.encode(env)
-        request.headers["content-length"] = str(len(body))
-        request.stream = httpx.ByteStream(body)
-        request._content = body
-        yield request
+def signed_envelope(msg: dict[str, Any], prvkey: str) -> bytes:
+    """The request body: `msg` with a fresh timestamp and nonce (colonies.replay), base64 encoded and
+    signed with `prvkey`, which never leaves the process. An empty key sends it unsigned (versionmsg)."""
+    payload = envelope._b64(_enc.encode(stamp(msg)))
+    signature = crypto.sign(payload, prvkey) if prvkey else ""
+    return _enc.encode({"payloadtype": msg["msgtype"], "payload": payload, "signature": signature})
 
 
 def tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
-    """httpx's `verify`: True (system trust), False, or a CA bundle path turned into an SSL context
-    (httpx deprecates passing the path itself)."""
+    """`verify` for httpx, or `ssl` for aiohttp: True (system trust), False, or a CA bundle path turned
+    into an SSL context (httpx deprecates passing the path itself)."""
     if isinstance(verify, str):
         return ssl.create_default_context(cafile=verify)
     return verify
 
 
 def unsigned_envelope(msg: dict[str, Any]) -> bytes:
-    """The envelope to sign; the payload carries a fresh timestamp and nonce (colonies.replay)."""
-    payload = envelope._b64(_enc.encode(stamp(msg)))
-    return _enc.encode({"payloadtype": msg["msgtype"], "payload": payload, "signature": ""})
+    """The envelope before signing (tests and benches sign or alter it themselves)."""
+    return signed_envelope(msg, "")
 
 
 def decode(call: Call[T], status: int, body: bytes) -> T:

@@ -6,15 +6,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from colonies.client.core import (
-    Call,
-    ClientCore,
-    SigningAuth,
-    bind_sync,
-    decode,
-    tls_verify,
-    unsigned_envelope,
-)
+from colonies.client.core import HEADERS, Call, ClientCore, bind_sync, decode, signed_envelope, tls_verify
+from colonies.errors import TransportError
 
 T = TypeVar("T")
 
@@ -35,9 +28,12 @@ class Client(ClientCore):
         return other
 
     def _run(self, call: Call[T]) -> T:
-        body = unsigned_envelope(call.msg)
+        body = signed_envelope(call.msg, self.prvkey)
         timeout: Any = call.timeout if call.timeout is not None else httpx.USE_CLIENT_DEFAULT
-        r = self._http.post(self.url, content=body, auth=SigningAuth(self.prvkey), timeout=timeout)
+        try:
+            r = self._http.post(self.url, content=body, headers=HEADERS, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
         return decode(call, r.status_code, r.content)
 
     def close_client(self) -> None:

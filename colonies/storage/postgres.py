@@ -8,7 +8,8 @@ every contended step is a row lock, never a read-then-write race:
 - expire takes its rows with SKIP LOCKED, so every replica may run it;
 - workflow resolution locks the graph row first, so two parents closing at once see each other.
 A transaction aborted by a deadlock or a serialization failure is retried a bounded number of times.
-No prepared-statement cache (`statement_cache_size=0`), so it works behind PgBouncer in transaction mode.
+Statements are prepared once per connection (asyncpg's cache, `COLONIES_DB_STATEMENT_CACHE`); set it to 0
+behind PgBouncer in transaction mode, which cannot keep prepared statements before PgBouncer 1.21.
 """
 
 from __future__ import annotations
@@ -70,13 +71,16 @@ def dsn_of(config: Config) -> str:
 
 class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
     def __init__(self, config: Config | None = None, dsn: str | None = None, min_size: int = 2,
-                 max_size: int = 10) -> None:
+                 max_size: int | None = None, statement_cache: int | None = None) -> None:
         if dsn is None:
             if config is None:
                 raise StorageError("PostgresStorage needs a config or a dsn")
             dsn = dsn_of(config)
         self.dsn = dsn
-        self.min_size, self.max_size = min_size, max_size
+        self.max_size = max_size if max_size is not None else (config.db_pool_size if config else 10)
+        self.min_size = min(min_size, self.max_size)
+        self.statement_cache = (statement_cache if statement_cache is not None
+                                else config.db_statement_cache if config else 100)
         self._pool: asyncpg.Pool | None = None
 
     # -- plumbing ------------------------------------------------------------------------------------------
@@ -88,7 +92,8 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
 
     async def open(self) -> None:
         pool = await asyncpg.create_pool(self.dsn, min_size=self.min_size, max_size=self.max_size,
-                                         statement_cache_size=0, command_timeout=60, reset=_no_session_reset)
+                                         statement_cache_size=self.statement_cache, command_timeout=60,
+                                         reset=_no_session_reset)
         assert pool is not None
         self._pool = pool
         try:
@@ -698,9 +703,14 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
             float(wait_s), float(exec_s), colony, executor_name, funcname)
 
     # -- replay protection ---------------------------------------------------------------------------------
+    # The insert commits asynchronously: `set_config(..., true)` turns synchronous_commit off for this
+    # statement's own transaction only (so it is safe behind PgBouncer too). Other replicas see the row at
+    # once, and the request's own write, committed synchronously after it, flushes the WAL past it, so a
+    # database crash can lose only nonces of requests that changed nothing.
     async def remember_nonce(self, nonce: str, signer: str, expires_ns: int) -> bool:
         status = await self.pool.execute(
-            "INSERT INTO nonces (nonce, signer, expires) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            "INSERT INTO nonces (nonce, signer, expires) SELECT $1, $2, $3"
+            " WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL ON CONFLICT DO NOTHING",
             nonce, signer, expires_ns)
         return _count(status) == 1
 

@@ -8,6 +8,8 @@ An acknowledged write is committed to the WAL before the reply is sent, so it su
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -38,6 +40,11 @@ from colonies.storage.sqlite_schedules import SqliteSchedulesMixin
 _P = rows.PROCESS_COLS
 WAITING, RUNNING, SUCCESS, FAILED, CANCELLED = (int(s) for s in ProcessState)
 
+log = logging.getLogger(__name__)
+
+NONCE_FLUSH_S = 0.05  # a nonce no write transaction picked up is written within this
+_INSERT_NONCES = "INSERT OR IGNORE INTO nonces (nonce, signer, expires) VALUES (?, ?, ?)"
+
 EXEC_TIMEOUT_ERROR = "Maximum execution time limit exceeded"
 WAIT_TIMEOUT_ERROR = "Maximum waiting time limit exceeded"
 
@@ -47,6 +54,7 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
         self.path = path
         self.synchronous = synchronous.upper()
         self._db: sqlite3.Connection | None = None
+        self._nonces: dict[tuple[str, str], int] = {}  # accepted, not yet written: (nonce, signer) -> expires
 
     # -- plumbing --------------------------------------------------------------------------------------
     @property
@@ -91,6 +99,7 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
 
     async def close(self) -> None:
         if self._db is not None:
+            self._flush_nonces()
             self._db.close()
             self._db = None
 
@@ -98,12 +107,17 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
     def _tx(self) -> Iterator[sqlite3.Connection]:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
+        nonces = list(self._nonces.items())
         try:
+            if nonces:  # accepted nonces commit with the first write after them (see remember_nonce)
+                db.executemany(_INSERT_NONCES, [(n, s, e) for (n, s), e in nonces])
             yield db
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        for key, _ in nonces:
+            self._nonces.pop(key, None)
 
     def _conn(self) -> sqlite3.Connection:
         return self.db
@@ -622,12 +636,31 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
                 (wait_s, exec_s, colony, executor_name, funcname))
 
     # -- replay protection ---------------------------------------------------------------------------------
+    # One server process owns the file, so the replay test is a lookup in the table plus the nonces
+    # accepted but not yet written. Writing is batched rather than one commit per request: the next write
+    # transaction carries them (so a request's nonce commits with its own effect), and a timer writes the
+    # rest, those of read-only requests, within NONCE_FLUSH_S.
     async def remember_nonce(self, nonce: str, signer: str, expires_ns: int) -> bool:
-        cur = self.db.execute("INSERT OR IGNORE INTO nonces (nonce, signer, expires) VALUES (?, ?, ?)",
-                              (nonce, signer, expires_ns))
-        return cur.rowcount == 1
+        key = (nonce, signer)
+        if key in self._nonces or self._one("SELECT 1 FROM nonces WHERE nonce = ? AND signer = ?", key):
+            return False
+        if not self._nonces:
+            asyncio.get_running_loop().call_later(NONCE_FLUSH_S, self._flush_nonces)
+        self._nonces[key] = expires_ns
+        return True
+
+    def _flush_nonces(self) -> None:
+        if not self._nonces or self._db is None:
+            return
+        try:
+            with self._tx():
+                pass  # _tx writes the pending nonces
+        except sqlite3.Error:
+            log.exception("writing %d replay nonces failed; retrying", len(self._nonces))
+            asyncio.get_running_loop().call_later(NONCE_FLUSH_S, self._flush_nonces)
 
     async def purge_nonces(self, now_ns: int) -> None:
+        self._nonces = {k: e for k, e in self._nonces.items() if e >= now_ns}
         self.db.execute("DELETE FROM nonces WHERE expires < ?", (now_ns,))
 
 
