@@ -330,6 +330,7 @@ def bench_config(out: Out, tmp: Path, n: int, etcd: str, sz: Sizes, args: argpar
         ex = keys.executors[ETYPE]
         out(f"== {n} REPLICA{'S' if n > 1 else ''} on database {cl.db.name}: pids "
             f"{', '.join(str(r.proc.pid) for r in cl.replicas if r.proc)}; ports {', '.join(map(str, cl.ports))}")
+        run_inline("version", cl, keys.user, sz.baseline // 2)  # warm-up, not reported (see bench_core)
         b1 = run_inline("version", cl, keys.user, sz.baseline)
         b4 = run_processes("version", cl, [keys.user], sz.baseline * 2)
         base = {1: b1.rate, 4: b4.rate}

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from colonies.protocol.crypto import generate_prvkey, id_of, recover_id, sign
-from tests.conftest import ColonyKeys, ServerProc, need_service
+from tests.conftest import ColonyKeys, ServerProc, make_server, need_service, setup_colony
 
 JS = Path(__file__).resolve().parents[1] / "clients" / "js"
 
@@ -86,8 +86,19 @@ def test_signed_in_python_recovers_in_js() -> None:
     assert json.loads(r.stdout) == [id_of(k) for k in keys]
 
 
-def test_sdk_against_a_real_server(server: ServerProc, colony: ColonyKeys) -> None:
-    """clients/js/test/e2e.test.js, which skips unless it is given a server: here it is given one."""
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "fresh-signatures-required"])
+def test_sdk_against_a_real_server(tmp_path: Path, strict: bool) -> None:
+    """clients/js/test/e2e.test.js, which skips unless it is given a server: here it is given one. With
+    COLONIES_REQUIRE_FRESH_SIGNATURES the server refuses requests without the SDK's timestamp and nonce."""
+    server = make_server(tmp_path, {"COLONIES_REQUIRE_FRESH_SIGNATURES": "true"} if strict else None)
+    server.start()
+    try:
+        _run_e2e(server, setup_colony(server))
+    finally:
+        server.stop()
+
+
+def _run_e2e(server: ServerProc, colony: ColonyKeys) -> None:
     env = {"COLONIES_TEST_URL": server.url, "COLONIES_TEST_COLONY": colony.name,
            "COLONIES_TEST_COLONY_PRVKEY": colony.colony_prvkey, "COLONIES_TEST_USER_PRVKEY": colony.user_prvkey}
     args = ["--test", "test/e2e.test.js"]

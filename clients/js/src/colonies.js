@@ -102,10 +102,18 @@ export function recoverId(payload, signature) {
 }
 
 // -- envelopes ----------------------------------------------------------------------------------------------
-/** A signed request envelope for `msg` (which must carry `msgtype`). */
+/** `msg` with a fresh `timestamp` (Unix ns) and `nonce` (32 hex chars), the replay-protection fields our
+ * server checks (colonies/replay.py) and other servers ignore. Date.now() * 1e6 stays an exact integer
+ * below 2^63, and JSON.stringify writes it in plain digits. */
+export function stamp(msg) {
+  const nonce = bytesToHex(globalThis.crypto.getRandomValues(new Uint8Array(16)));
+  return { ...msg, timestamp: Date.now() * 1e6, nonce };
+}
+
+/** A signed request envelope for `msg` (which must carry `msgtype`), stamped with a timestamp and nonce. */
 export function envelope(msg, prvkey) {
   if (!msg || typeof msg.msgtype !== 'string') throw new Error('a message needs a msgtype');
-  const payload = base64Encode(JSON.stringify(msg));
+  const payload = base64Encode(JSON.stringify(stamp(msg)));
   return { payloadtype: msg.msgtype, payload, signature: sign(payload, prvkey) };
 }
 

@@ -67,7 +67,12 @@ test('envelope: payloadtype = msgtype, base64 of UTF-8 JSON, signature over the 
   const msg = { msgtype: 'submitfuncspecmsg', spec: funcSpec('echo', 'dev', 'demo', { args: ['héllo ✓'] }) };
   const env = envelope(msg, VECTORS[1][0]);
   assert.equal(env.payloadtype, 'submitfuncspecmsg');
-  assert.deepEqual(JSON.parse(base64Decode(env.payload)), msg);
+  const { timestamp, nonce, ...rest } = JSON.parse(base64Decode(env.payload));
+  assert.deepEqual(rest, msg);
+  assert.ok(Number.isInteger(timestamp) && Math.abs(timestamp - Date.now() * 1e6) < 5e9, 'timestamp is now, in ns');
+  assert.match(nonce, /^[0-9a-f]{32}$/);
+  assert.notEqual(JSON.parse(base64Decode(envelope(msg, VECTORS[1][0]).payload)).nonce, nonce);
+  assert.match(base64Decode(env.payload), /"timestamp":\d{19},/); // plain digits, no exponent
   assert.equal(recoverId(env.payload, env.signature), VECTORS[1][1]);
   assert.throws(() => envelope({}, VECTORS[1][0]), /msgtype/);
 });
