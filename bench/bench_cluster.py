@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import bench_core as bc  # noqa: E402
-from bench_core import (  # noqa: E402
+import bench_core as bc
+from bench_core import (
     COLONY,
     ETYPE,
     GO,
@@ -44,8 +44,16 @@ from bench_core import (  # noqa: E402
     unsigned_version,
 )
 
-from colonies.client import AsyncClient, func_spec  # noqa: E402
-from tests.conftest import PgDatabase, ServerProc, _pg_admin, etcd_endpoint, fresh_pg_database, make_server, pg_dsn  # noqa: E402
+from colonies.client import AsyncClient, func_spec
+from tests.conftest import (
+    PgDatabase,
+    ServerProc,
+    _pg_admin,
+    etcd_endpoint,
+    fresh_pg_database,
+    make_server,
+    pg_dsn,
+)
 
 TARGET_FACTOR = 3  # the target for the PostgreSQL cluster: 3x the Go server
 
@@ -129,7 +137,7 @@ class Meter:
 
 @dataclass
 class CResult(Result):
-    pg_cpu: Cpu = Cpu(0, 0)
+    pg_cpu: Cpu = field(default_factory=lambda: Cpu(0, 0))
 
     def pg_us(self) -> float:
         return self.pg_cpu.total / self.ops * 1e6 if self.ops else 0.0

@@ -483,10 +483,10 @@ def body(out: Out, srv: ServerProc, keys: Keys, sz: Sizes, args: argparse.Namesp
                                                           ETYPE))
             label = {"version": "versionmsg/s    ", "submit": "submits/s       ",
                      "assignclose": "assign+close/s  "}[kind]
-            go = "" if kind == "version" else (
+            vs_go = "" if kind == "version" else (
                 f" | ours/Go {r.rate / GO[('submit_' if kind == 'submit' else 'assign_') + str(conns)]:5.1f}x")
             out(f"  {label}{conns} conn{'s' if conns > 1 else ' '}: {r.rate:8.0f} /s  = "
-                f"{r.rate / raw[('version', conns)].rate:.3f}x raw-versionmsg-{conns}{go}")
+                f"{r.rate / raw[('version', conns)].rate:.3f}x raw-versionmsg-{conns}{vs_go}")
             out(f"      {r.ops} ops in {r.seconds:.2f} s; {r.how}; {cpu_line(r)}")
     out()
 

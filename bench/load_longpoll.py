@@ -176,7 +176,8 @@ async def verify(port: int, user_prv: str, exec_of_conn: list[str], got: dict[st
 
     from colonies.protocol import envelope
 
-    dec = msgspec.json.Decoder(Any)
+    dec = msgspec.json.Decoder(dict[str, Any])
+    dec_list = msgspec.json.Decoder(list[dict[str, Any]] | None)
     problems: list[str] = []
     r, w = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -195,7 +196,7 @@ async def verify(port: int, user_prv: str, exec_of_conn: list[str], got: dict[st
         w.write(post(envelope.encode_request({"msgtype": "getprocessesmsg", "colonyname": COLONY, "count": 100,
                                               "state": 0, "executortype": ETYPE}, user_prv)))
         status, reply = await read_reply(r)
-        waiting = dec.decode(envelope.decode_reply(reply)[1]) or []
+        waiting = dec_list.decode(envelope.decode_reply(reply)[1]) or []
         if waiting:
             problems.append(f"{len(waiting)} processes still WAITING")
     finally:

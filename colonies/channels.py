@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from colonies.errors import BadRequest, Forbidden, NotFound
@@ -24,7 +24,7 @@ ENTRY_TYPES = {"": "data", "data": "data", "end": "end", "error": "error"}
 class MsgEntry(Wire):
     sequence: int = 0
     inreplyto: int = 0
-    timestamp: datetime = datetime(1, 1, 1, tzinfo=timezone.utc)
+    timestamp: datetime = datetime(1, 1, 1, tzinfo=UTC)
     senderid: str = ""
     payload: str = ""  # base64, as the original's []byte
     type: str = "data"
@@ -70,7 +70,7 @@ class ChannelHub:
         if any(e.sequence == sequence and e.senderid == sender for e in ch.entries):
             return  # an idempotent resend
         ch.entries.append(MsgEntry(sequence=sequence, inreplyto=inreplyto, senderid=sender, payload=data,
-                                   type=ENTRY_TYPES[kind], timestamp=datetime.now(timezone.utc)))
+                                   type=ENTRY_TYPES[kind], timestamp=datetime.now(UTC)))
         async with ch.changed:
             ch.changed.notify_all()
 

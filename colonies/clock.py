@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 NS = 1_000_000_000
-ZERO_TIME = datetime(1, 1, 1, tzinfo=timezone.utc)
+ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 
 
 class Clock(Protocol):
@@ -38,7 +38,7 @@ def to_datetime(ns: int) -> datetime:
     """Unix ns to an aware datetime; 0 means unset and maps to Go's zero time."""
     if ns <= 0:
         return ZERO_TIME
-    return datetime.fromtimestamp(ns / NS, tz=timezone.utc)
+    return datetime.fromtimestamp(ns / NS, tz=UTC)
 
 
 def monotonic() -> float:

@@ -94,7 +94,7 @@ def build_graph(s: Services, spec: WorkflowSpec, member: Member | None, signer: 
         p.processgraphid = graph_id
         by_name[f.nodename] = p
     roots: list[str] = []
-    for name, p in by_name.items():
+    for p in by_name.values():
         parents = p.spec.conditions.dependencies or []
         p.parents = [by_name[d].processid for d in dict.fromkeys(parents)]
         p.waitforparents = bool(parents)

@@ -15,7 +15,7 @@ import httpx
 with warnings.catch_warnings():
     # Starlette 1.x prefers the `httpx2` fork for its TestClient; plain httpx still works.
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
+    from starlette.testclient import TestClient as TestClient  # noqa: PLC0414 - re-exported for the tests
 
 from colonies.config import Config
 from colonies.protocol import envelope
@@ -60,7 +60,8 @@ def assert_error(resp: httpx.Response, status: int) -> str:
 
 
 def post(tc: TestClient, msg: dict[str, Any], prvkey: str) -> httpx.Response:
-    return tc.post("/api", content=signed(msg, prvkey))
+    resp: httpx.Response = tc.post("/api", content=signed(msg, prvkey))
+    return resp
 
 
 def new_key() -> str:

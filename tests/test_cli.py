@@ -231,8 +231,8 @@ def test_function_exec_submit_and_process_commands(kit: dict[str, str], tmp_path
     followed = _ok(cli(env, "log", "get", "-p", chatty["processid"], "--follow", "--timeout", "20"))
     assert all(f"line {i}" in followed for i in range(3))
 
-    followed = cli(env, "process", "ps", "--follow", "--timeout", "0.5")
-    assert _ok(followed).lstrip().startswith("Running processes")
+    ps = cli(env, "process", "ps", "--follow", "--timeout", "0.5")
+    assert _ok(ps).lstrip().startswith("Running processes")
 
     # A process nobody serves: cancel and remove it.
     spec["conditions"] = {"executortype": "nobody"}

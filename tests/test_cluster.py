@@ -19,7 +19,7 @@ from colonies.config import Config
 from colonies.server.app import create_app
 from colonies.storage.sqlite import SqliteStorage
 from tests.conftest import etcd_endpoint
-from tests.inproc import TestClient  # type: ignore[attr-defined]
+from tests.inproc import TestClient
 
 TTL = 3  # seconds; small so failover tests stay short (production default: 5)
 

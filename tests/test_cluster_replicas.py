@@ -67,7 +67,7 @@ def replicas(tmp_path: Path, pg_database: PgDatabase) -> Iterator[list[ServerPro
 
 def cluster(srv: ServerProc) -> dict[str, Any]:
     with srv.client(srv.server_prvkey) as admin:
-        return cast(dict[str, Any], admin.get_cluster())
+        return admin.get_cluster()
 
 
 def workflow(colony: ColonyKeys) -> str:

@@ -14,9 +14,8 @@ from pathlib import Path
 import msgspec
 
 from colonies.client import func_spec
-from colonies.model import Process, ProcessState
+from colonies.model import FunctionSpec, Process, ProcessState
 from colonies.protocol import envelope
-from colonies.protocol.messages import FunctionSpec
 from colonies.scheduler import EventBus
 from colonies.server.handlers_processes import normalize_spec
 

@@ -14,10 +14,9 @@ from tests.conftest import ColonyKeys, ServerProc
 
 def test_abandoned_assign_does_not_claim(server: ServerProc, colony: ColonyKeys) -> None:
     call = ClientCore().assign(colony.name, timeout=10)
-    with httpx.Client() as http:
-        with pytest.raises(httpx.ReadTimeout):
-            http.post(f"{server.url}/api", content=signed_envelope(call.msg, colony.executor_prvkey),
-                      timeout=0.5)
+    with httpx.Client() as http, pytest.raises(httpx.ReadTimeout):
+        http.post(f"{server.url}/api", content=signed_envelope(call.msg, colony.executor_prvkey),
+                  timeout=0.5)
     time.sleep(0.3)  # let the server notice the closed connection
     with Client("127.0.0.1", server.port, prvkey=colony.user_prvkey) as user:
         p = user.submit(func_spec("f", colony.name, colony.executor_type))

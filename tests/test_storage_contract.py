@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from colonies.client.core import func_spec
 from colonies.clock import NS
 from colonies.errors import Conflict
 from colonies.model import Colony, Executor, ExecutorState, FunctionSpec, Process, ProcessState, User
-from colonies.client.core import func_spec
 from colonies.server.handlers_processes import new_process, normalize_spec
 from colonies.storage.base import ClaimRequest, ProcessQuery, Storage
 from colonies.storage.sqlite import SqliteStorage

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pycolonies import Colonies, ColoniesConnectionError, func_spec
-from pycolonies import Workflow
+from pycolonies import Colonies, ColoniesConnectionError, Workflow, func_spec
 
 from colonies.client import Client
 from colonies.errors import ClientError

@@ -62,7 +62,7 @@ def demo_executor(keys: dict[str, str], port: int) -> Executor:
         return hashlib.sha256(" ".join(str(a) for a in args).encode()).hexdigest()
 
     @ex.function
-    def sum(*args: float) -> float:  # noqa: A001 - the function's public name
+    def sum(*args: float) -> float:
         total = 0.0
         for a in args:
             total += float(a)

@@ -12,12 +12,12 @@ from typing import Annotated
 
 import typer
 
+from colonies.cli import rotate as _rotate  # noqa: F401  (registers chid and function register/remove)
 from colonies.cli.common import TARGET, CLIError
 from colonies.cli.function import function_app
 from colonies.cli.identity import colony_app, executor_app, security_app, user_app
 from colonies.cli.logs import attribute_app, log_app
 from colonies.cli.process import process_app
-from colonies.cli import rotate as _rotate  # noqa: F401  (registers chid and function register/remove)
 from colonies.cli.run import executor_run
 from colonies.cli.schedule import cron_app, generator_app
 from colonies.cli.server import cluster_app, config, server_app

@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from colonies.cli.common import Colony, ColonyPrvKey, PrvKey, ServerPrvKey, client, owner_client, server_client
+from colonies.cli.common import (
+    Colony,
+    ColonyPrvKey,
+    PrvKey,
+    ServerPrvKey,
+    client,
+    owner_client,
+    server_client,
+)
 from colonies.cli.function import function_app
 from colonies.cli.identity import colony_app, executor_app, user_app
 from colonies.cli.server import server_app

@@ -7,7 +7,7 @@ per request (bench/README.md), and executors and load generators are where that 
 from __future__ import annotations
 
 import ssl
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import aiohttp
 
@@ -71,7 +71,7 @@ class AsyncClient(ClientCore):
     async def aclose(self) -> None:
         await self._pool.close()
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

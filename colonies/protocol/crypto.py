@@ -82,6 +82,6 @@ def recover_id(payload: str, signature: str) -> str:
         raise Forbidden("payload is not ascii") from None
     try:
         pub = coincurve.PublicKey.from_signature_and_message(sig, digest, hasher=None)
-    except Exception:
+    except Exception:  # noqa: BLE001 - libsecp256k1 raises plain exceptions for unrecoverable input
         raise Forbidden("signature does not recover a public key") from None
     return id_of_pubkey(pub.format(compressed=False))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from colonies.protocol import messages as m
+from colonies.server import handlers_channels, handlers_schedules, handlers_workflows
 from colonies.server import handlers_identity as ident
 from colonies.server import handlers_processes as proc
-from colonies.server import handlers_channels, handlers_schedules, handlers_workflows
 from colonies.server.handlers_types import Handler
 
 HANDLERS: dict[str, Handler] = {

@@ -157,9 +157,8 @@ async def get_processes(s: Services, signer: str, msg: m.GetProcessesMsg) -> lis
         raise BadRequest("count must be between 0 and 100")
     if not -1 <= msg.state <= 4:
         raise BadRequest("invalid state")
-    if msg.initiator and not msg.executortype:
-        if await s.storage.get_user(msg.colonyname, msg.initiator) is None:
-            raise BadRequest(f"initiator {msg.initiator} is not a user of the colony")
+    if msg.initiator and not msg.executortype and await s.storage.get_user(msg.colonyname, msg.initiator) is None:
+        raise BadRequest(f"initiator {msg.initiator} is not a user of the colony")
     if msg.count == 0:
         return []
     return await s.storage.list_processes(ProcessQuery(

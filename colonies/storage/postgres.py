@@ -463,8 +463,9 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
             pid = p.processid
             if p.processgraphid:
                 await self._on_graph_claim(con, pid, p.processgraphid, list(p.parents or []), now_ns)
-                p = await self._get(con, pid)  # the graph claim set its input
-                assert p is not None
+                claimed = await self._get(con, pid)  # the graph claim set its input
+                assert claimed is not None
+                p = claimed
             p.attributes = await self._attributes(con, pid, p.state)
             return p
 

@@ -13,7 +13,7 @@ import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 from colonies.clock import NS, ZERO_TIME
 from colonies.errors import Conflict, StorageError
@@ -34,8 +34,8 @@ from colonies.resources import parse_cpu, parse_mem
 from colonies.storage import rows
 from colonies.storage.base import Changed, ClaimRequest, ProcessQuery
 from colonies.storage.migrate import latest_version, migrations
-from colonies.storage.sqlite_workflows import SqliteWorkflowsMixin
 from colonies.storage.sqlite_schedules import SqliteSchedulesMixin
+from colonies.storage.sqlite_workflows import SqliteWorkflowsMixin
 
 _P = rows.PROCESS_COLS
 WAITING, RUNNING, SUCCESS, FAILED, CANCELLED = (int(s) for s in ProcessState)
@@ -497,7 +497,7 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
         db.execute("DELETE FROM process_targets WHERE process_id = ?", (pid,))
         self._event(db, pid, now, "failed", "", error)
 
-    _ORDER = {WAITING: "priority_time ASC", RUNNING: "start_time ASC"}
+    _ORDER: ClassVar[dict[int, str]] = {WAITING: "priority_time ASC", RUNNING: "start_time ASC"}
 
     async def list_processes(self, q: ProcessQuery) -> list[Process]:
         where: list[str] = ["colony_name = ?"]
