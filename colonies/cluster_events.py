@@ -49,9 +49,17 @@ def encode(replica: str, p: Process) -> str:
     return text
 
 
-def decode(payload: str) -> tuple[str, Process]:
-    """(sender replica id, a minimal Process that drives EventBus.publish the same way the full one would)."""
+def encode_wake(replica: str, colony: str) -> str:
+    """A colony-wide wake (EventBus.wake_colony: the colony was resumed or removed)."""
+    return orjson.dumps({"r": replica, "k": "wake", "c": colony}).decode()
+
+
+def decode(payload: str) -> tuple[str, Process | str]:
+    """(sender replica id, a minimal Process that drives EventBus.publish the same way the full one
+    would), or (sender, colony name) for a colony-wide wake."""
     m = orjson.loads(payload)
+    if m.get("k") == "wake":
+        return m["r"], str(m["c"])
     cond = Conditions(colonyname=m["c"], executortype=m["t"], executornames=m["n"] or None,
                       locationname="*" if m["x"] else "")
     return m["r"], Process(processid=m["p"], state=m["s"], waitforparents=m["w"], spec=FunctionSpec(conditions=cond))
@@ -76,11 +84,14 @@ class ClusterEvents:
     async def start(self) -> None:
         await self._connect()
         self.bus.forward = self._forward
+        self.bus.forward_wake = self._forward_wake
         self._sender = asyncio.create_task(self._send_loop(), name="cluster-events-sender")
 
     async def stop(self) -> None:
         if self.bus.forward == self._forward:
             self.bus.forward = None
+        if self.bus.forward_wake == self._forward_wake:
+            self.bus.forward_wake = None
         if self._sender is not None:
             sender, self._sender = self._sender, None
             sender.cancel()
@@ -132,8 +143,14 @@ class ClusterEvents:
 
     # -- outgoing ------------------------------------------------------------------------------------------
     def _forward(self, p: Process) -> None:
+        self._send(encode(self.replica_id, p))
+
+    def _forward_wake(self, colony: str) -> None:
+        self._send(encode_wake(self.replica_id, colony))
+
+    def _send(self, payload: str) -> None:
         try:
-            self._queue.put_nowait(encode(self.replica_id, p))
+            self._queue.put_nowait(payload)
         except asyncio.QueueFull:
             log.warning("cluster events: send queue full, dropping an event")
 
@@ -165,7 +182,9 @@ class ClusterEvents:
         if replica == self.replica_id:
             return
         self.received += 1
-        if self._has_subscribers(p):
+        if isinstance(p, str):
+            self.bus.wake_colony(p, local=False)
+        elif self._has_subscribers(p):
             task = asyncio.get_running_loop().create_task(self._publish_full(p))
             self._fetches.add(task)
             task.add_done_callback(self._fetches.discard)

@@ -100,6 +100,7 @@ class EventBus:
         # Set by a cluster backend: carries each local event to the other replicas, which feed it
         # back in with `publish(p, local=False)`.
         self.forward: Callable[[Process], None] | None = None
+        self.forward_wake: Callable[[str], None] | None = None  # wake_colony, to the other replicas
 
     # -- assign waiters ------------------------------------------------------------------------------
     def park(self, colony: str, executor_type: str, executor_name: str) -> Waiter:
@@ -133,8 +134,11 @@ class EventBus:
                     break
         return woken
 
-    def wake_colony(self, colony: str) -> None:
-        for (c, t), q in list(self._waiters.items()):
+    def wake_colony(self, colony: str, local: bool = True) -> None:
+        """Wake every waiter of `colony` (it was resumed or removed), here and on the other replicas."""
+        if local and self.forward_wake is not None:
+            self.forward_wake(colony)
+        for (c, _t), q in list(self._waiters.items()):
             if c == colony:
                 for w in list(q):
                     w.fire()

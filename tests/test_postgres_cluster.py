@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from colonies.cluster_events import MAX_PAYLOAD, decode, encode
+from colonies.cluster_events import MAX_PAYLOAD, decode, encode, encode_wake
 from colonies.model import Conditions, FunctionSpec, Process, ProcessState
 from colonies.scheduler import EventBus, Subscription
 from colonies.storage.postgres import PostgresStorage
@@ -34,11 +34,14 @@ def waiting(colony: str = "c1", executortype: str = "t", names: list[str] | None
 
 def test_payload_round_trip_and_size_bound() -> None:
     replica, p = decode(encode("r1", waiting(names=["e1", "e2"])))
+    assert isinstance(p, Process)
     assert replica == "r1" and p.state == ProcessState.WAITING and p.spec.conditions.executornames == ["e1", "e2"]
     huge = encode("r1", waiting(names=[f"executor-{i:05d}" for i in range(2000)]))
     assert len(huge.encode()) <= MAX_PAYLOAD
     _, p = decode(huge)
+    assert isinstance(p, Process)
     assert p.spec.conditions.executornames is None and p.spec.conditions.locationname  # wakes every waiter
+    assert decode(encode_wake("r2", "c1")) == ("r2", "c1")
 
 
 @pytest.fixture
@@ -77,6 +80,21 @@ async def test_waiter_on_a_wakes_on_publish_at_b(two_replicas: tuple[PostgresSto
     print(f"\nbus-level cross-replica wake: median {statistics.median(latencies) * 1000:.2f} ms,"
           f" max {max(latencies) * 1000:.2f} ms")
     assert statistics.median(latencies) < 0.5
+
+
+async def test_colony_wake_on_b_wakes_waiters_on_a(two_replicas: tuple[PostgresStorage, EventBus,
+                                                                        PostgresStorage, EventBus]) -> None:
+    """A resume (or colony removal) on B wakes every waiter of that colony on A, and only those."""
+    _, bus_a, _, bus_b = two_replicas
+    mine = [bus_a.park("c1", "t", "e1"), bus_a.park("c1", "other-type", "e2")]
+    other_colony = bus_a.park("c2", "t", "e3")
+    bus_b.wake_colony("c1")
+    for w in mine:
+        await asyncio.wait_for(asyncio.shield(w.future), 5)
+    await asyncio.sleep(0.2)
+    assert not other_colony.future.done()
+    for w in [*mine, other_colony]:
+        bus_a.unpark(w, consumed=True)
 
 
 async def test_subscriber_on_a_gets_the_full_process(two_replicas: tuple[PostgresStorage, EventBus,
@@ -140,6 +158,30 @@ def replicas(tmp_path: Path, pg_database: PgDatabase) -> Iterator[tuple[ServerPr
             b.stop()
     finally:
         a.stop()
+
+
+@pytest.mark.e2e
+def test_assign_parked_on_a_wakes_on_resume_at_b(replicas: tuple[ServerProc, ServerProc]) -> None:
+    """Work submitted while the colony is paused is handed out as soon as B resumes it, also to an
+    executor parked on A (not at the end of its long-poll)."""
+    from colonies.client.core import func_spec
+
+    a, b = replicas
+    keys: ColonyKeys = setup_colony(a)
+    with a.client(keys.executor_prvkey) as executor, b.client(keys.user_prvkey) as user, \
+            b.client(keys.colony_prvkey) as owner:
+        owner.pause(keys.name)
+        submitted = user.submit(func_spec("f", keys.name, keys.executor_type))
+        result: list[Process] = []
+        t = threading.Thread(target=lambda: result.append(executor.assign(keys.name, ASSIGN_TIMEOUT)))
+        t.start()
+        time.sleep(1.0)  # parked on A; paused, so the waiting process is not handed out
+        assert not result
+        start = time.monotonic()
+        owner.resume(keys.name)
+        t.join(ASSIGN_TIMEOUT + 5)
+        assert result and result[0].processid == submitted.processid
+        assert time.monotonic() - start < ASSIGN_TIMEOUT / 4
 
 
 @pytest.mark.e2e
