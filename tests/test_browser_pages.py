@@ -3,6 +3,8 @@ everything a page loads comes from this server (no CDN) in the versions the lock
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from colonies.config import Config
+from colonies.server.web import IMPORTMAP
 from tests.inproc import app_client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,13 +32,17 @@ def test_pages_and_static_files(tmp_path: Path) -> None:
         for path in ("/", "/executor"):
             r = tc.get(path)
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-            assert '<script src="/static/js/importmap.js"></script>' in r.text
+            assert f'<script type="importmap">{IMPORTMAP}</script>' in r.text
             assert r.headers["x-frame-options"] == "DENY"
+            csp = r.headers["content-security-policy"]
+            digest = base64.b64encode(hashlib.sha256(IMPORTMAP.encode()).digest()).decode()
+            assert f"script-src 'self' 'sha256-{digest}';" in csp and "frame-ancestors 'none'" in csp
         sdk = tc.get("/static/sdk/colonies.js")
         assert sdk.status_code == 200 and "javascript" in sdk.headers["content-type"]
         assert sdk.content == (JS / "src" / "colonies.js").read_bytes()  # served from the SDK's source
-        importmap = tc.get("/static/js/importmap.js").text
-        for target in re.findall(r"'(/static/[^']+)'", importmap):
+        importmap = tc.get("/static/js/importmap.js")
+        assert "javascript" in importmap.headers["content-type"] and json.dumps(IMPORTMAP) in importmap.text
+        for target in re.findall(r"(/static/[^\"]+)", IMPORTMAP):
             assert tc.get(target).status_code == 200, target
         for bad in ("/static/../web.py", "/static/%2e%2e/web.py", "/static/sdk/../../web.py", "/static/nope.js"):
             assert tc.get(bad).status_code == 404, bad

@@ -135,7 +135,7 @@ async function overview(view, signal) {
       h('section', { class: 'card' }, h('h2', {}, 'Server'), h('div', { class: 'counts', id: 'counts' },
         STATES.slice(0, 4).map((name, i) => h('div', { class: `count s${i}`, dataset: { state: name, count: n[i] || 0 } },
           h('b', {}, n[i] || 0), name)),
-        h('div', { class: 'count', style: 'background:#16213a' }, h('b', {}, `${st.colonies || 0}/${st.executors || 0}`),
+        h('div', { class: 'count neutral' }, h('b', {}, `${st.colonies || 0}/${st.executors || 0}`),
           'colonies/executors'))),
       h('section', { class: 'card' }, h('h2', {}, 'Colonies'),
         table(['name'], session.colonies.map((name) => ({ cells: [name] })), { empty: 'no colonies yet' }),
@@ -170,7 +170,7 @@ async function overview(view, signal) {
         role: 'button', tabindex: 0, title: `show ${name} processes`,
         onclick: () => { filter.state = filter.state === i ? -1 : i; stateSelect.value = String(filter.state); refresh(); },
       }, h('b', {}, n[i] || 0), name)),
-      h('div', { class: 'count', style: 'background:#16213a', dataset: { state: 'workflows' } },
+      h('div', { class: 'count neutral', dataset: { state: 'workflows' } },
         h('b', {}, `${st.runningworkflows || 0}/${st.successfulworkflows || 0}/${st.failedworkflows || 0}`), 'workflows run/ok/failed'));
       processes.replaceChildren(table(['process', 'function', 'type', 'state', 'submitted', 'executor'],
         procs.map((p) => ({ attrs: { dataset: { processid: p.processid, state: STATES[p.state] } }, cells: [

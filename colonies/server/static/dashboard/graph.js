@@ -55,14 +55,14 @@ export function drawGraph(processes, onClick) {
     }
   }
   svg.prepend(s('defs', {}, s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 7,
-    markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', style: 'fill:#8a94a6' }))));
+    markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', fill: '#8a94a6' }))));
   const nodes = new Map();
   for (const p of processes) {
     const { x, y } = pos.get(p.processid);
     const label = p.spec.nodename || p.spec.funcname;
     const rect = s('rect', { x, y, width: W, height: H, rx: 8, fill: COLORS[p.state] || '#555' });
     const text = s('text', { x: x + 10, y: y + 17 }, label.length > 20 ? `${label.slice(0, 19)}…` : label);
-    const sub = s('text', { x: x + 10, y: y + 32, style: 'font-size:10px;opacity:.9' },
+    const sub = s('text', { x: x + 10, y: y + 32, 'font-size': 10, opacity: 0.9 },
       `${p.spec.funcname} · ${STATES[p.state]}`);
     const g = s('g', { class: 'node', dataset: { processid: p.processid, node: label, state: STATES[p.state] },
       onclick: () => onClick(p.processid) }, s('title', {}, `${label}: ${STATES[p.state]}`), rect, text, sub);
