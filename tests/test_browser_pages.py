@@ -61,6 +61,7 @@ def test_pages_load_nothing_from_elsewhere(page: str) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text), page
     assert not re.search(r"""(from|import)\s*\(?\s*["'](https?:)?//""", text), page
     assert "innerHTML" not in text and "insertAdjacentHTML" not in text, page  # server data is text only
+    assert not re.search(r"""\bstyle\s*[:=]\s*["']""", text), page  # inline styles break the pages' CSP
 
 
 def test_vendored_modules_match_the_lock_file() -> None:
