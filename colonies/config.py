@@ -31,6 +31,8 @@ class Config:
     db_statement_cache: int = field(default=100, metadata={"env": "COLONIES_DB_STATEMENT_CACHE"})
     sqlite_synchronous: str = field(default="NORMAL", metadata={"env": "COLONIES_SQLITE_SYNCHRONOUS"})
     max_body_bytes: int = field(default=16 * 1024 * 1024, metadata={"env": "COLONIES_MAX_BODY_BYTES"})
+    # seconds a connection may take to deliver a request's headers (slow-loris); 0 = no limit
+    header_timeout_s: float = field(default=30.0, metadata={"env": "COLONIES_HEADER_TIMEOUT"})
     tls: bool = field(default=False, metadata={"env": "COLONIES_TLS"})
     tls_cert: str = field(default="", metadata={"env": "COLONIES_TLSCERT"})
     tls_key: str = field(default="", metadata={"env": "COLONIES_TLSKEY"})
@@ -69,6 +71,8 @@ class Config:
                 continue
             if f.type == "int":
                 values[f.name] = int(raw)
+            elif f.type == "float":
+                values[f.name] = float(raw)
             elif f.type == "bool":
                 values[f.name] = _bool(raw)
             else:

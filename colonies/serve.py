@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -9,6 +10,53 @@ from colonies.config import Config
 
 log = logging.getLogger("colonies.server")
 BACKLOG = 8192
+
+
+def header_deadline_protocol(timeout_s: float) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, plus a deadline for each request's headers.
+
+    uvicorn arms no timer on a new connection, nor while request headers trickle in (its keep-alive
+    timer runs only between requests), so a slow-loris client could hold a connection, and a file
+    descriptor, for ever. Here the deadline starts when the connection opens and again when each request
+    begins, and stops once the headers are in: a long-poll or a WebSocket is not limited by it.
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeaderDeadlineProtocol(HttpToolsProtocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(timeout_s, self._expired)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expired(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                log.debug("closing %s: no complete request headers within %.0f s", self.client, timeout_s)
+                self.transport.close()
+
+    return HeaderDeadlineProtocol
 
 
 def serve(config: Config) -> None:
@@ -26,6 +74,8 @@ def serve(config: Config) -> None:
     kwargs: dict[str, Any] = {}
     if config.tls:
         kwargs = {"ssl_certfile": config.tls_cert, "ssl_keyfile": config.tls_key}
+    if config.header_timeout_s > 0:
+        kwargs["http"] = header_deadline_protocol(config.header_timeout_s)
     # backlog: room for thousands of long-polling executors (re)connecting at once (uvicorn's default
     # is 2048; the kernel caps it at net.core.somaxconn). See bench/load_longpoll.py.
     uvicorn.run(app, host=config.bind, port=config.port, log_level="warning", access_log=False,

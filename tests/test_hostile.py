@@ -129,3 +129,52 @@ def test_server_serves_after_hostile_connections_close(server: ServerProc, colon
     asyncio.run(half_requests())
     with server.client(colony.user_prvkey) as user:
         assert user.get_colony(colony.name).name == colony.name
+
+
+async def _closed_within(port: int, send: bytes, limit_s: float) -> float:
+    """Open a connection, send `send` (maybe nothing) and wait for the server to close it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    t0 = time.monotonic()
+    try:
+        if send:
+            writer.write(send)
+            await writer.drain()
+        assert await asyncio.wait_for(reader.read(), limit_s) == b""  # EOF: closed without a reply
+        return time.monotonic() - t0
+    finally:
+        writer.close()
+
+
+def test_header_deadline_closes_silent_and_trickling_connections(tmp_path: Path) -> None:
+    """COLONIES_HEADER_TIMEOUT: a connection that never completes its request headers is closed; a
+    long-poll and a WebSocket that outlive the deadline are not (the deadline stops at the headers)."""
+    from colonies.client.realtime import wait_for
+
+    srv = make_server(tmp_path, {"COLONIES_HEADER_TIMEOUT": "1"})
+    srv.start()
+    try:
+        keys = setup_colony(srv)
+
+        async def scenario() -> None:
+            silent = await _closed_within(srv.port, b"", 5)
+            partial = await _closed_within(srv.port, b"POST /api HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A", 5)
+            assert 0.8 < silent < 4 and 0.8 < partial < 4, (silent, partial)
+            async with AsyncClient("127.0.0.1", srv.port, prvkey=keys.executor_prvkey, timeout=10) as ex:
+                t0 = time.monotonic()
+                try:
+                    await ex.assign(keys.name, 2)  # parks longer than the header deadline
+                except ClientError as e:
+                    assert e.status == 404
+                assert time.monotonic() - t0 > 1.8
+                user = ex.with_key(keys.user_prvkey)
+                p = await user.submit(func_spec("echo", keys.name, keys.executor_type))
+                watch = asyncio.create_task(wait_for("127.0.0.1", srv.port, keys.user_prvkey, p, 10))
+                await asyncio.sleep(2.5)  # the WebSocket outlives the header deadline
+                got = await ex.assign(keys.name, 5)
+                await ex.close(got.processid, ["ok"])
+                done = await watch
+                assert done is not None and done.state == 2
+
+        asyncio.run(scenario())
+    finally:
+        srv.stop()
