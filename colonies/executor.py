@@ -42,15 +42,16 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
 from colonies.client.asyncio import AsyncClient
-from colonies.errors import ClientError
+from colonies.errors import ClientError, TransportError
 from colonies.model import Process
 from colonies.protocol.crypto import generate_prvkey, id_of
 
 log = logging.getLogger("colonies.executor")
+REPORT_RETRY_S = 30.0  # how long a close/fail is re-sent when no reply comes back
 
 
 # -- per-process output capture ----------------------------------------------------------------------------
@@ -373,12 +374,13 @@ class Executor:
         except Exception:  # noqa: BLE001 - the function's failure is the process'
             self.failed += 1
             await self._finish(pump, p.processid, sink)
-            await self._report(self.client.fail(p.processid, [traceback.format_exc(limit=20)]))
+            errors = [traceback.format_exc(limit=20)]
+            await self._report(lambda: self.client.fail(p.processid, errors))
             return
         out = [] if result is None else list(result) if isinstance(result, (list, tuple)) else [result]
         self.completed += 1
         await self._finish(pump, p.processid, sink)
-        await self._report(self.client.close(p.processid, out))
+        await self._report(lambda: self.client.close(p.processid, out))
 
     async def _pump(self, process_id: str, sink: _Sink) -> None:
         """Send captured output about once a second; read the process as a heartbeat when quiet."""
@@ -409,12 +411,25 @@ class Executor:
         except Exception as exc:  # noqa: BLE001 - the result is reported all the same
             log.warning("process %s: could not send its log: %s", process_id[:12], exc)
 
-    async def _report(self, call: Any) -> None:
-        try:
-            await call
-        except ClientError as exc:
-            # Typically: the deadline passed and the process went to another executor.
-            log.warning("could not report result: %s", exc)
+    async def _report(self, call: Callable[[], Awaitable[None]]) -> None:
+        """Send a result; when no reply came back (the server restarting, a network blip), send it again
+        for about REPORT_RETRY_S. A repeat of a close that did land is refused, which ends it."""
+        delay, give_up = 0.25, time.monotonic() + REPORT_RETRY_S
+        while True:
+            try:
+                await call()
+                return
+            except TransportError as exc:
+                if time.monotonic() + delay > give_up:
+                    log.warning("could not report result, giving up: %s", exc)
+                    return
+                log.info("could not report result (%s); retrying in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except ClientError as exc:
+                # Typically: the deadline passed and the process went to another executor.
+                log.warning("could not report result: %s", exc)
+                return
 
 
 def load_executor(target: str) -> Executor:

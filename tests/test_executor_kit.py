@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,28 @@ def test_output_goes_to_each_process_log_and_exceptions_fail(
             assert failed.state == 3
             assert "ValueError: kaboom" in failed.errors[0] and "Traceback" in failed.errors[0]
             assert "about to fail" in "".join(e.message for e in c.get_logs(colony.name, bad.processid) or [])
+    finally:
+        stop(ex)
+
+
+def test_a_result_reaches_a_restarted_server(server: ServerProc, colony: ColonyKeys, tmp_path: Path) -> None:
+    """The server is killed (-9) while a function runs and is back a second later: the executor's close
+    got no reply, so it is sent again until it lands; the process succeeds on its first assignment."""
+    env = cli_env(server, colony)
+    gate = tmp_path / "gate"
+    ex = start_executor(env, tmp_path / "ex.log", _module(tmp_path))
+    try:
+        with server.client(colony.user_prvkey) as c:
+            p = c.submit(func_spec("gated", colony.name, "kit", args=[str(gate), "r"]))
+            wait_until(process_in_state(c, p.processid, {1}), what="the process to run")
+        server.kill9()
+        gate.touch()  # the function returns while the server is down
+        time.sleep(1.5)
+        server.start()
+        with server.client(colony.user_prvkey) as c:
+            done = wait_until(process_in_state(c, p.processid, FINAL), what="the result to land")
+            assert done.state == 2 and done.output == ["r"] and done.retries == 0
+            assert [e.event for e in c.process_events(p.processid)] == ["submitted", "assigned", "closed"]
     finally:
         stop(ex)
 
