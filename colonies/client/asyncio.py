@@ -6,6 +6,7 @@ per request (bench/README.md), and executors and load generators are where that 
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Self, TypeVar
 
@@ -18,14 +19,23 @@ T = TypeVar("T")
 
 
 class _Pool:
-    """The aiohttp session, made on first use inside the running loop and shared by `with_key` copies."""
+    """The aiohttp session, made on first use inside the running loop and shared by `with_key` copies.
+    A client used again under another event loop (a second `asyncio.run`) gets a new session there;
+    close the client (`aclose`) in each loop that used it, or its connections leak."""
 
     def __init__(self, ssl_: bool | ssl.SSLContext, timeout: float, max_connections: int) -> None:
         self.ssl, self.timeout, self.max_connections = ssl_, timeout, max_connections
         self.session: aiohttp.ClientSession | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def get(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self.session is not None and self.loop is not loop:
+            if self.loop is not None and not self.loop.is_closed() and not self.session.closed:
+                raise RuntimeError("an AsyncClient is in use by another running event loop")
+            self.session = None
         if self.session is None or self.session.closed:
+            self.loop = loop
             # keep-alive under uvicorn's 5 s default, so an idle connection is dropped here first
             connector = aiohttp.TCPConnector(limit=self.max_connections, ssl=self.ssl, keepalive_timeout=4.0)
             self.session = aiohttp.ClientSession(connector=connector,
