@@ -235,8 +235,14 @@ class Executor:
         except ClientError as exc:
             if "already exists" not in exc.message:
                 raise
-            existing = await owner.get_executor(self.colony, self.name)
-            if existing.executorid != self.executor_id:
+            # Owners are not members (protocol §2), so look with this executor's own key: any
+            # registered executor, pending included, may list the colony's executors.
+            try:
+                listed = await self.client.get_executors(self.colony) or []
+            except ClientError:
+                listed = []  # our key is not registered there: the name belongs to another key
+            existing = next((e for e in listed if e.executorname == self.name), None)
+            if existing is None or existing.executorid != self.executor_id:
                 raise ClientError(
                     409,
                     f"executor name {self.name!r} is taken by another key in colony "

@@ -375,3 +375,36 @@ def test_readme_first_command_is_still_valid() -> None:
         check=False,
     )
     assert r.returncode == 0 and "--once" in r.stdout
+
+
+def _dev(tmp_path: Path, port: int) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLONIES_")}
+    return subprocess.run([sys.executable, "-m", "colonies", "dev", "--once", "--port", str(port),
+                           "--dir", str(tmp_path / "dev")], capture_output=True, text=True, timeout=90,
+                          cwd=tmp_path, env=env, check=False)
+
+
+def test_colonies_dev_runs_real_work_and_prints_where_to_look(tmp_path: Path) -> None:
+    """The README's main command: server, keys, colony, demo executor, a first process that succeeds and
+    a workflow to watch, with the dashboard link and the env file; a second run reuses the keys."""
+    from tests.conftest import free_port
+
+    port = free_port()
+    r = _dev(tmp_path, port)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "First process finished: SUCCESS" in r.stdout
+    assert f"Dashboard:         http://127.0.0.1:{port}/#/workflow/" in r.stdout
+    assert "sign in with COLONIES_USER_PRVKEY" in r.stdout
+    assert "COLONIES_USER_PRVKEY=" in (tmp_path / "dev" / "dev.env").read_text()
+    again = _dev(tmp_path, port)  # same keys and database: the colony already exists
+    assert again.returncode == 0 and "First process finished: SUCCESS" in again.stdout, again.stderr
+
+
+def test_colonies_dev_on_a_busy_port_says_so(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        r = _dev(tmp_path, busy.getsockname()[1])
+    assert r.returncode == 1 and "is in use: pass --port" in r.stderr and "Traceback" not in r.stderr

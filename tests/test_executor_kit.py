@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from colonies.client.core import func_spec
 from colonies.executor import Executor, _Sink
 from colonies.protocol.crypto import generate_prvkey, id_of
@@ -276,3 +278,28 @@ def test_an_approved_executor_runs_without_the_owner_key(
         done = c.get_process(p.processid)
     assert done.state == 2 and done.output == ["hi"]
     assert done.assignedexecutorid == id_of(colony.executor_prvkey)
+
+
+def test_register_again_with_the_same_key_and_refuse_a_name_taken_by_another(
+    server: ServerProc, colony: ColonyKeys
+) -> None:
+    """Restarting an executor re-registers it (the owner is not a member, so the check uses the
+    executor's own key); the same name with another key is refused with a clear message."""
+    from colonies.errors import ClientError
+
+    async def scenario() -> None:
+        key = generate_prvkey()
+        for _ in range(2):
+            ex = Executor(colony=colony.name, prvkey=key, name="restarts", executortype="kit", port=server.port)
+            await ex.register(colony.colony_prvkey)
+            await ex.client.aclose()
+        thief = Executor(colony=colony.name, prvkey=generate_prvkey(), name="restarts", executortype="kit",
+                         port=server.port)
+        try:
+            with pytest.raises(ClientError, match="taken by another key") as err:
+                await thief.register(colony.colony_prvkey)
+            assert err.value.status == 409
+        finally:
+            await thief.client.aclose()
+
+    asyncio.run(scenario())

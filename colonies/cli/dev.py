@@ -1,4 +1,5 @@
-"""`colonies dev`: server on SQLite, fresh keys, a colony, a demo executor, and a first process."""
+"""`colonies dev`: server on SQLite, fresh keys, a colony, a demo executor, a first process and a demo
+workflow to watch on the dashboard."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import hashlib
 import json
 import logging
 import os
+import socket
 from pathlib import Path
+from types import FrameType
 
 from colonies.client.asyncio import AsyncClient
 from colonies.client.core import func_spec
+from colonies.client.realtime import wait_for
 from colonies.config import Config
 from colonies.errors import ClientError
 from colonies.executor import Executor
+from colonies.model import FunctionSpec, WorkflowSpec
 from colonies.protocol.crypto import generate_prvkey, id_of
 
 COLONY = "dev"
@@ -75,6 +80,26 @@ def demo_executor(keys: dict[str, str], port: int) -> Executor:
     return ex
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _demo_workflow() -> WorkflowSpec:
+    """Two hashes in parallel, then a join that receives both outputs, then a report."""
+    def node(name: str, fn: str, args: list[object], deps: list[str]) -> FunctionSpec:
+        return func_spec(fn, COLONY, EXECUTOR_TYPE, args=args, nodename=name, dependencies=deps)
+
+    return WorkflowSpec(colonyname=COLONY, functionspecs=[
+        node("hash-a", "sha256", ["a"], []), node("hash-b", "sha256", ["b"], []),
+        node("join", "echo", [], ["hash-a", "hash-b"]), node("report", "echo", ["done"], ["join"])])
+
+
 async def _main(port: int, workdir: Path, once: bool) -> int:
     import uvicorn
 
@@ -88,8 +113,16 @@ async def _main(port: int, workdir: Path, once: bool) -> int:
     config = Config.from_env({}, port=port, db_path=str(workdir / "colonies.db"),
                              server_id=id_of(keys["server"]), dashboard=True)
     app = create_app(config, create_storage(config))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           ws="websockets-sansio", lifespan="on"))
+    ex = demo_executor(keys, port)
+    loop = asyncio.get_running_loop()
+
+    class DevServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(ex.stop)  # the executor stops pulling before the server goes
+            super().handle_exit(sig, frame)
+
+    server = DevServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                      ws="websockets-sansio", lifespan="on"))
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():
@@ -108,22 +141,23 @@ async def _main(port: int, workdir: Path, once: bool) -> int:
     except ClientError as exc:
         if "already exists" not in exc.message:
             raise
-    ex = demo_executor(keys, port)
     await ex.register(keys["colony"])
     runner = asyncio.create_task(ex.run_async())
 
+    url = f"http://127.0.0.1:{port}"
+    print(f"Colonies dev server on {url} (SQLite: {workdir / 'colonies.db'})")
     p = await user.submit(func_spec("sha256", COLONY, EXECUTOR_TYPE, args=["hello", "colonies"]))
-    print(f"Colonies dev server on http://127.0.0.1:{port} (SQLite: {workdir / 'colonies.db'})")
     print(f"Submitted process {p.processid[:12]}… sha256('hello colonies')")
-    for _ in range(200):
-        p = await user.get_process(p.processid)
-        if p.state >= 2:
-            break
-        await asyncio.sleep(0.05)
+    p = await wait_for("127.0.0.1", port, keys["user"], p, 10) or await user.get_process(p.processid)
     state = {2: "SUCCESS", 3: "FAILED"}.get(p.state, "NOT DONE")
     print(f"First process finished: {state}, output {p.output}")
-    print(f"In another terminal:  source {env_path}")
-    print("Then submit work, e.g. with pycolonies or:  python -c \"import colonies; ...\" (see README)")
+    graph = await user.submit_workflow(_demo_workflow())
+    print(f"Submitted a workflow: hash-a, hash-b -> join -> report (graph {graph.processgraphid[:12]}…)")
+    print()
+    print(f"Dashboard:         {url}/#/workflow/{graph.processgraphid}")
+    print(f"                   sign in with COLONIES_USER_PRVKEY from {env_path}")
+    print(f"Browser executor:  {url}/executor  (colony 'dev'; COLONIES_COLONY_PRVKEY registers it)")
+    print(f"Shell:             source {env_path}; colonies process ps")
     code = 0 if p.state == 2 else 1
     if not once:
         print("Serving; press Ctrl-C to stop.")
@@ -142,6 +176,10 @@ async def _main(port: int, workdir: Path, once: bool) -> int:
 
 def run_dev(port: int, workdir: str, once: bool) -> int:
     logging.basicConfig(level=os.environ.get("COLONIES_LOG_LEVEL", "WARNING"))
+    if not _port_free(port):
+        from colonies.cli.common import CLIError
+
+        raise CLIError(f"port {port} on 127.0.0.1 is in use: pass --port (or set COLONIES_SERVER_PORT)")
     try:
         return asyncio.run(_main(port, Path(workdir), once))
     except KeyboardInterrupt:
