@@ -12,6 +12,35 @@ log = logging.getLogger("colonies.server")
 BACKLOG = 8192
 
 
+class _Coalescing:
+    """The transport a response is written through: writes in one loop iteration go out as one write."""
+
+    __slots__ = ("_buf", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport, self._loop = transport, loop
+        self._buf: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._buf:
+            self._loop.call_soon(self._flush)
+        self._buf.append(data)
+
+    def _flush(self) -> None:
+        if self._buf:
+            data = b"".join(self._buf)
+            self._buf.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def header_deadline_protocol(timeout_s: float) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol, plus a deadline for each request's headers.
 
@@ -39,7 +68,12 @@ def header_deadline_protocol(timeout_s: float) -> type[asyncio.Protocol]:
 
         def on_headers_complete(self) -> None:
             self._disarm()
+            before = self.cycle
             super().on_headers_complete()
+            if self.cycle is not before and self.cycle is not None:
+                # uvicorn writes a response's head and body separately: two segments, two wakeups
+                # of the client. Writes made in one loop iteration now leave as one.
+                self.cycle.transport = _Coalescing(self.transport, self.loop)  # type: ignore[assignment]
 
         def _arm(self) -> None:
             self._disarm()
