@@ -29,18 +29,17 @@ from colonies.model import (
     Colony,
     Executor,
     ExecutorState,
-    Function,
     Process,
     ProcessEvent,
     ProcessGraph,
     ProcessState,
     Statistics,
-    User,
 )
 from colonies.resources import parse_cpu, parse_mem
 from colonies.storage import rows
 from colonies.storage.base import Changed, ClaimRequest, ProcessQuery
 from colonies.storage.migrate import latest_version, migrations
+from colonies.storage.postgres_catalog import PostgresCatalogMixin, _count, js
 from colonies.storage.postgres_schedules import PostgresSchedulesMixin
 from colonies.storage.postgres_workflows import PostgresWorkflowsMixin
 
@@ -59,17 +58,12 @@ RETRIES = 8
 T = TypeVar("T")
 
 
-def js(obj: Any) -> str:
-    """JSON text for a TEXT column, byte-identical to the SQLite backend's."""
-    return rows.dumps(obj).decode()
-
-
 def dsn_of(config: Config) -> str:
     return (f"postgresql://{config.db_user}:{config.db_password}@{config.db_host}:{config.db_port}/"
             f"{config.db_name}")
 
 
-class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
+class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCatalogMixin):
     def __init__(self, config: Config | None = None, dsn: str | None = None, min_size: int = 2,
                  max_size: int | None = None, statement_cache: int | None = None) -> None:
         if dsn is None:
@@ -324,40 +318,6 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
         return [rows.executor(r) for r in await self._all(
             f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE last_heard > 0 AND last_heard < $1 AND state != 3",
             older_than_ns)]
-
-    # -- users -------------------------------------------------------------------------------------------------
-    async def add_user(self, user: User) -> None:
-        async with self._tx() as con:
-            # Serialize adds per colony, so the name-or-id check cannot race.
-            await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "users/" + user.colonyname)
-            dup = await con.fetchrow("SELECT 1 FROM users WHERE colony_name = $1 AND (name = $2 OR user_id = $3)",
-                                     user.colonyname, user.name, user.userid)
-            if dup:
-                raise Conflict(f"a user named {user.name} or with that id already exists in {user.colonyname}")
-            await con.execute(f"INSERT INTO users ({rows.USER_COLS}) VALUES ($1,$2,$3,$4,$5)",
-                              user.colonyname, user.userid, user.name, user.email, user.phone)
-
-    async def get_user(self, colony: str, name: str) -> User | None:
-        row = await self._one(f"SELECT {rows.USER_COLS} FROM users WHERE colony_name = $1 AND name = $2",
-                              colony, name)
-        return rows.user(row) if row else None
-
-    async def get_user_by_id(self, colony: str, user_id: str) -> User | None:
-        row = await self._one(f"SELECT {rows.USER_COLS} FROM users WHERE user_id = $1 AND colony_name = $2",
-                              user_id, colony)
-        return rows.user(row) if row else None
-
-    async def list_users(self, colony: str) -> list[User]:
-        return [rows.user(r) for r in await self._all(
-            f"SELECT {rows.USER_COLS} FROM users WHERE colony_name = $1 ORDER BY name COLLATE \"C\"", colony)]
-
-    async def remove_user(self, colony: str, name: str) -> bool:
-        return _count(await self.pool.execute("DELETE FROM users WHERE colony_name = $1 AND name = $2",
-                                              colony, name)) > 0
-
-    async def change_user_id(self, colony: str, old_id: str, new_id: str) -> None:
-        await self.pool.execute("UPDATE users SET user_id = $1 WHERE colony_name = $2 AND user_id = $3",
-                                new_id, colony, old_id)
 
     # -- processes ---------------------------------------------------------------------------------------------
     async def add_processes(self, processes: list[Process], graph: ProcessGraph | None = None,
@@ -650,73 +610,6 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin):
                 for r in await self._all("SELECT seq, process_id, ts, event, actor, detail FROM process_events"
                                          " WHERE process_id = $1 ORDER BY seq", process_id)]
 
-    # -- attributes and functions --------------------------------------------------------------------------------
-    async def add_attribute(self, attribute: Attribute, now_ns: int) -> None:
-        a = attribute
-        try:
-            await self.pool.execute(
-                f"INSERT INTO attributes ({rows.ATTRIBUTE_COLS}, added) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-                a.attributeid, a.targetid, a.targetcolonyname, a.targetprocessgraphid, a.attributetype, a.key,
-                a.value, now_ns)
-        except asyncpg.UniqueViolationError:
-            raise Conflict("an attribute with that key and type already exists on the process") from None
-
-    async def get_attribute(self, attribute_id: str) -> Attribute | None:
-        row = await self._one(f"SELECT {rows.ATTRIBUTE_COLS} FROM attributes WHERE attribute_id = $1", attribute_id)
-        if row is None:
-            return None
-        st = await self._one("SELECT state FROM processes WHERE process_id = $1", row[1])
-        return rows.attribute(row, st[0] if st else 0)
-
-    async def add_function(self, function: Function) -> None:
-        f = function
-        await self.pool.execute(
-            f"INSERT INTO functions ({rows.FUNCTION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
-            f.functionid, f.executorname, f.executortype, f.colonyname, f.funcname, f.description,
-            js(f.args) if f.args else None, 0, 0, 0, 0, 0, 0, 0, f.locationname)
-
-    async def get_function(self, function_id: str) -> Function | None:
-        row = await self._one(f"SELECT {rows.FUNCTION_COLS} FROM functions WHERE function_id = $1", function_id)
-        return rows.function(row) if row else None
-
-    async def list_functions(self, colony: str, executor_name: str) -> list[Function]:
-        if executor_name:
-            found = await self._all(f"SELECT {rows.FUNCTION_COLS} FROM functions WHERE colony_name = $1"
-                                    " AND executor_name = $2 ORDER BY funcname COLLATE \"C\"", colony, executor_name)
-        else:
-            found = await self._all(f"SELECT {rows.FUNCTION_COLS} FROM functions WHERE colony_name = $1"
-                                    " ORDER BY executor_name COLLATE \"C\", funcname COLLATE \"C\"", colony)
-        return [rows.function(r) for r in found]
-
-    async def remove_function(self, function_id: str) -> None:
-        await self.pool.execute("DELETE FROM functions WHERE function_id = $1", function_id)
-
-    async def record_function_run(self, colony: str, executor_name: str, funcname: str, wait_s: float,
-                                  exec_s: float) -> None:
-        # One statement; a no-op when the executor registered no such function.
-        await self.pool.execute(
-            "UPDATE functions SET counter = counter + 1,"
-            " min_wait = CASE WHEN counter = 0 THEN $1 ELSE least(min_wait, $1) END, max_wait = greatest(max_wait, $1),"
-            " min_exec = CASE WHEN counter = 0 THEN $2 ELSE least(min_exec, $2) END, max_exec = greatest(max_exec, $2),"
-            " avg_wait = CASE WHEN counter = 0 THEN $1 ELSE (avg_wait + $1) / 2 END,"
-            " avg_exec = CASE WHEN counter = 0 THEN $2 ELSE (avg_exec + $2) / 2 END"
-            " WHERE colony_name = $3 AND executor_name = $4 AND funcname = $5",
-            float(wait_s), float(exec_s), colony, executor_name, funcname)
-
-    # -- replay protection ---------------------------------------------------------------------------------
-    # The insert commits asynchronously: `set_config(..., true)` turns synchronous_commit off for this
-    # statement's own transaction only (so it is safe behind PgBouncer too). Other replicas see the row at
-    # once, and the request's own write, committed synchronously after it, flushes the WAL past it, so a
-    # database crash can lose only nonces of requests that changed nothing.
-    async def remember_nonce(self, nonce: str, signer: str, expires_ns: int) -> bool:
-        status = await self.pool.execute(
-            "INSERT INTO nonces (nonce, signer, expires) SELECT $1, $2, $3"
-            " WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL ON CONFLICT DO NOTHING",
-            nonce, signer, expires_ns)
-        return _count(status) == 1
-
-    async def purge_nonces(self, now_ns: int) -> None:
-        await self.pool.execute("DELETE FROM nonces WHERE expires < $1", now_ns)
 
 
 def _targets(p: Process) -> list[str]:
@@ -730,11 +623,6 @@ async def _no_session_reset(con: Con) -> None:
     transaction first. This storage keeps no session state on pooled connections: only transaction-
     scoped advisory locks, no cursors outside transactions, no SET, and LISTEN runs on ClusterEvents'
     own connection. (Behind PgBouncer in transaction mode the reset query would not help anyway.)"""
-
-
-def _count(status: str) -> int:
-    """Rows touched, from an asyncpg command status such as `UPDATE 1`."""
-    return int(status.rsplit(" ", 1)[-1])
 
 
 def _ns(dt: Any) -> int:

@@ -22,18 +22,17 @@ from colonies.model import (
     Colony,
     Executor,
     ExecutorState,
-    Function,
     Process,
     ProcessEvent,
     ProcessGraph,
     ProcessState,
     Statistics,
-    User,
 )
 from colonies.resources import parse_cpu, parse_mem
 from colonies.storage import rows
 from colonies.storage.base import Changed, ClaimRequest, ProcessQuery
 from colonies.storage.migrate import latest_version, migrations
+from colonies.storage.sqlite_catalog import SqliteCatalogMixin
 from colonies.storage.sqlite_schedules import SqliteSchedulesMixin
 from colonies.storage.sqlite_workflows import SqliteWorkflowsMixin
 
@@ -49,7 +48,7 @@ EXEC_TIMEOUT_ERROR = "Maximum execution time limit exceeded"
 WAIT_TIMEOUT_ERROR = "Maximum waiting time limit exceeded"
 
 
-class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
+class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMixin):
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
         self.path = path
         self.synchronous = synchronous.upper()
@@ -300,39 +299,6 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
             f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE last_heard > 0 AND last_heard < ? AND state != 3",
             (older_than_ns,))]
 
-    # -- users ---------------------------------------------------------------------------------------------
-    async def add_user(self, user: User) -> None:
-        with self._tx() as db:
-            dup = db.execute("SELECT 1 FROM users WHERE colony_name = ? AND (name = ? OR user_id = ?)",
-                             (user.colonyname, user.name, user.userid)).fetchone()
-            if dup:
-                raise Conflict(f"a user named {user.name} or with that id already exists in {user.colonyname}")
-            db.execute(f"INSERT INTO users ({rows.USER_COLS}) VALUES (?,?,?,?,?)",
-                       (user.colonyname, user.userid, user.name, user.email, user.phone))
-
-    async def get_user(self, colony: str, name: str) -> User | None:
-        row = self._one(f"SELECT {rows.USER_COLS} FROM users WHERE colony_name = ? AND name = ?", (colony, name))
-        return rows.user(row) if row else None
-
-    async def get_user_by_id(self, colony: str, user_id: str) -> User | None:
-        row = self._one(f"SELECT {rows.USER_COLS} FROM users WHERE user_id = ? AND colony_name = ?",
-                        (user_id, colony))
-        return rows.user(row) if row else None
-
-    async def list_users(self, colony: str) -> list[User]:
-        return [rows.user(r) for r in self._all(
-            f"SELECT {rows.USER_COLS} FROM users WHERE colony_name = ? ORDER BY name", (colony,))]
-
-    async def remove_user(self, colony: str, name: str) -> bool:
-        with self._tx() as db:
-            cur = db.execute("DELETE FROM users WHERE colony_name = ? AND name = ?", (colony, name))
-        return cur.rowcount > 0
-
-    async def change_user_id(self, colony: str, old_id: str, new_id: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE users SET user_id = ? WHERE colony_name = ? AND user_id = ?",
-                       (new_id, colony, old_id))
-
     # -- processes -----------------------------------------------------------------------------------------------
     async def add_processes(self, processes: list[Process], graph: ProcessGraph | None = None,
                             actor: str = "") -> None:
@@ -576,64 +542,6 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin):
         return [ProcessEvent(seq=r[0], processid=r[1], timestamp=r[2], event=r[3], actorid=r[4], detail=r[5])
                 for r in self._all("SELECT seq, process_id, ts, event, actor, detail FROM process_events"
                                    " WHERE process_id = ? ORDER BY seq", (process_id,))]
-
-    # -- attributes and functions -------------------------------------------------------------------------------
-    async def add_attribute(self, attribute: Attribute, now_ns: int) -> None:
-        a = attribute
-        try:
-            with self._tx() as db:
-                db.execute(f"INSERT INTO attributes ({rows.ATTRIBUTE_COLS}, added) VALUES (?,?,?,?,?,?,?,?)",
-                           (a.attributeid, a.targetid, a.targetcolonyname, a.targetprocessgraphid,
-                            a.attributetype, a.key, a.value, now_ns))
-        except sqlite3.IntegrityError:
-            raise Conflict("an attribute with that key and type already exists on the process") from None
-
-    async def get_attribute(self, attribute_id: str) -> Attribute | None:
-        row = self._one(f"SELECT {rows.ATTRIBUTE_COLS} FROM attributes WHERE attribute_id = ?", (attribute_id,))
-        if row is None:
-            return None
-        st = self._one("SELECT state FROM processes WHERE process_id = ?", (row[1],))
-        return rows.attribute(row, st[0] if st else 0)
-
-    async def add_function(self, function: Function) -> None:
-        f = function
-        with self._tx() as db:
-            db.execute(f"INSERT INTO functions ({rows.FUNCTION_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                       (f.functionid, f.executorname, f.executortype, f.colonyname, f.funcname, f.description,
-                        rows.dumps(f.args) if f.args else None, 0, 0, 0, 0, 0, 0, 0, f.locationname))
-
-    async def get_function(self, function_id: str) -> Function | None:
-        row = self._one(f"SELECT {rows.FUNCTION_COLS} FROM functions WHERE function_id = ?", (function_id,))
-        return rows.function(row) if row else None
-
-    async def list_functions(self, colony: str, executor_name: str) -> list[Function]:
-        if executor_name:
-            found = self._all(f"SELECT {rows.FUNCTION_COLS} FROM functions WHERE colony_name = ?"
-                              " AND executor_name = ? ORDER BY funcname", (colony, executor_name))
-        else:
-            found = self._all(f"SELECT {rows.FUNCTION_COLS} FROM functions WHERE colony_name = ?"
-                              " ORDER BY executor_name, funcname", (colony,))
-        return [rows.function(r) for r in found]
-
-    async def remove_function(self, function_id: str) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM functions WHERE function_id = ?", (function_id,))
-
-    async def record_function_run(self, colony: str, executor_name: str, funcname: str, wait_s: float,
-                                  exec_s: float) -> None:
-        # Most executors register no functions: skip the write transaction when there is nothing to update.
-        if self._one("SELECT 1 FROM functions WHERE colony_name = ? AND executor_name = ? AND funcname = ?",
-                     (colony, executor_name, funcname)) is None:
-            return
-        with self._tx() as db:
-            db.execute(
-                "UPDATE functions SET counter = counter + 1,"
-                " min_wait = CASE WHEN counter = 0 THEN ?1 ELSE min(min_wait, ?1) END, max_wait = max(max_wait, ?1),"
-                " min_exec = CASE WHEN counter = 0 THEN ?2 ELSE min(min_exec, ?2) END, max_exec = max(max_exec, ?2),"
-                " avg_wait = CASE WHEN counter = 0 THEN ?1 ELSE (avg_wait + ?1) / 2 END,"
-                " avg_exec = CASE WHEN counter = 0 THEN ?2 ELSE (avg_exec + ?2) / 2 END"
-                " WHERE colony_name = ?3 AND executor_name = ?4 AND funcname = ?5",
-                (wait_s, exec_s, colony, executor_name, funcname))
 
     # -- replay protection ---------------------------------------------------------------------------------
     # One server process owns the file, so the replay test is a lookup in the table plus the nonces
