@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from colonies.client import AsyncClient, func_spec
-from colonies.client.core import Call, decode, unsigned_envelope
+from colonies.client.core import Call, decode, signed_envelope
 from colonies.protocol.crypto import generate_prvkey, id_of
 from tests.conftest import ServerProc, make_server
 
@@ -146,7 +146,7 @@ async def setup(port: int, server_prvkey: str, types: dict[str, int]) -> Keys:
 
 
 _VERSION: Call[Any] = Call({"msgtype": "versionmsg"}, dict[str, Any])
-_VERSION_BODY = unsigned_envelope(_VERSION.msg)
+_VERSION_BODY = signed_envelope(_VERSION.msg, "")  # unsigned
 
 
 async def unsigned_version(c: AsyncClient) -> Any:

@@ -17,7 +17,7 @@ import pytest
 from pycolonies import Colonies
 from pycolonies import func_spec as py_func_spec
 
-from colonies.client.core import func_spec, unsigned_envelope
+from colonies.client.core import func_spec, signed_envelope
 from colonies.client.realtime import wait_for
 from colonies.protocol import crypto
 from colonies.protocol.crypto import id_of
@@ -30,9 +30,7 @@ NS = 1_000_000_000
 
 def signed(msg: dict[str, Any], prvkey: str) -> bytes:
     """Exactly what our SDK sends: the payload stamped with a timestamp and nonce, then signed."""
-    env = json.loads(unsigned_envelope(msg))
-    env["signature"] = crypto.sign(env["payload"], prvkey)
-    return json.dumps(env).encode()
+    return signed_envelope(msg, prvkey)
 
 
 def raw_signed(payload: dict[str, Any], prvkey: str) -> bytes:
@@ -198,8 +196,8 @@ def test_nonce_store_postgresql(pg_database: PgDatabase) -> None:
 
 
 def test_our_sdk_requests_are_stamped() -> None:
-    env = json.loads(unsigned_envelope({"msgtype": "getcolonymsg", "colonyname": "c"}))
+    env = json.loads(signed_envelope({"msgtype": "getcolonymsg", "colonyname": "c"}, ""))
     payload = json.loads(base64.b64decode(env["payload"]))
     assert abs(payload["timestamp"] - time.time_ns()) < 5 * NS and len(payload["nonce"]) == 32
-    again = json.loads(base64.b64decode(json.loads(unsigned_envelope(payload))["payload"]))
+    again = json.loads(base64.b64decode(json.loads(signed_envelope(payload, ""))["payload"]))
     assert again["nonce"] != payload["nonce"]

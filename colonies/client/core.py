@@ -65,11 +65,6 @@ def tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
     return verify
 
 
-def unsigned_envelope(msg: dict[str, Any]) -> bytes:
-    """The envelope before signing (tests and benches sign or alter it themselves)."""
-    return signed_envelope(msg, "")
-
-
 def decode(call: Call[T], status: int, body: bytes) -> T:
     try:
         _, payload, is_error = envelope.decode_reply(body)

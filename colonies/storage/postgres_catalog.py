@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
-from asyncpg import Connection as Con  # type: ignore[import-untyped,unused-ignore]
 
 from colonies.errors import Conflict
 from colonies.model import Attribute, Function, User
 from colonies.storage import rows
-from colonies.storage.base import Storage
+from colonies.storage.postgres_base import PostgresBase
 
 
 def js(obj: Any) -> str:
@@ -25,7 +23,7 @@ def _count(status: str) -> int:
 
 
 
-class PostgresCatalogMixin(Storage):
+class PostgresCatalogMixin(PostgresBase):
     # -- users -------------------------------------------------------------------------------------------------
     async def add_user(self, user: User) -> None:
         async with self._tx() as con:
@@ -127,17 +125,3 @@ class PostgresCatalogMixin(Storage):
 
     async def purge_nonces(self, now_ns: int) -> None:
         await self.pool.execute("DELETE FROM nonces WHERE expires < $1", now_ns)
-
-    # Provided by PostgresStorage.
-    @property
-    def pool(self) -> asyncpg.Pool:
-        raise NotImplementedError
-
-    def _tx(self) -> AbstractAsyncContextManager[Con]:
-        raise NotImplementedError
-
-    async def _one(self, sql: str, *args: Any) -> Any:
-        raise NotImplementedError
-
-    async def _all(self, sql: str, *args: Any) -> list[Any]:
-        raise NotImplementedError

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 from asyncpg import Connection as Con  # type: ignore[import-untyped,unused-ignore]
@@ -13,7 +11,8 @@ from asyncpg import Connection as Con  # type: ignore[import-untyped,unused-igno
 from colonies.cron import to_ns
 from colonies.errors import Conflict
 from colonies.model import Cron, Generator, Log, Process, ProcessGraph
-from colonies.storage.base import GraphBuilder, Storage
+from colonies.storage.base import GraphBuilder
+from colonies.storage.postgres_base import PostgresBase
 from colonies.storage.sqlite_schedules import (
     _CRON,
     _GEN,
@@ -28,7 +27,7 @@ from colonies.storage.sqlite_schedules import (
 T = TypeVar("T")
 
 
-class PostgresSchedulesMixin(Storage):
+class PostgresSchedulesMixin(PostgresBase):
     # -- generators -------------------------------------------------------------------------------------------
     async def add_generator(self, generator: Generator) -> None:
         g = generator
@@ -209,28 +208,3 @@ class PostgresSchedulesMixin(Storage):
         async with self._tx() as con:
             await con.execute("DELETE FROM logs WHERE ts < $1", *cut)
         return deleted
-
-    # Provided by PostgresStorage and PostgresWorkflowsMixin.
-    def _tx(self) -> AbstractAsyncContextManager[Con]:
-        raise NotImplementedError
-
-    async def _run(self, fn: Callable[[Con], Awaitable[T]]) -> T:
-        raise NotImplementedError
-
-    async def _one(self, sql: str, *args: Any) -> Any:
-        raise NotImplementedError
-
-    async def _all(self, sql: str, *args: Any) -> list[Any]:
-        raise NotImplementedError
-
-    async def _add_process(self, con: Con, p: Process) -> None:
-        raise NotImplementedError
-
-    async def _insert_graph(self, con: Con, g: ProcessGraph) -> None:
-        raise NotImplementedError
-
-    async def _delete_graphs(self, con: Con, where: str, args: tuple[Any, ...]) -> None:
-        raise NotImplementedError
-
-    async def _delete_processes(self, con: Con, where: str, args: Sequence[Any]) -> None:
-        raise NotImplementedError

@@ -7,15 +7,13 @@ serialized and each sees the others' committed results.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 from asyncpg import Connection as Con  # type: ignore[import-untyped,unused-ignore]
 
 from colonies.model import Process, ProcessGraph
 from colonies.storage import rows
-from colonies.storage.base import Storage
+from colonies.storage.postgres_base import PostgresBase
 
 T = TypeVar("T")
 
@@ -24,7 +22,7 @@ def _js(obj: Any) -> str:
     return rows.dumps(obj).decode()
 
 
-class PostgresWorkflowsMixin(Storage):
+class PostgresWorkflowsMixin(PostgresBase):
     async def get_graph(self, graph_id: str) -> ProcessGraph | None:
         row = await self._one(f"SELECT {rows.GRAPH_COLS} FROM processgraphs WHERE processgraph_id = $1", graph_id)
         return rows.graph(row, await self._graph_pids(graph_id)) if row else None
@@ -187,26 +185,3 @@ class PostgresWorkflowsMixin(Storage):
             changed += victims
         await self._update_graph_state(con, graph_id, now)
         return await self._fetch(con, changed)
-
-    # Provided by PostgresStorage.
-    def _tx(self) -> AbstractAsyncContextManager[Con]:
-        raise NotImplementedError
-
-    async def _run(self, fn: Callable[[Con], Awaitable[T]]) -> T:
-        raise NotImplementedError
-
-    async def _one(self, sql: str, *args: Any) -> Any:
-        raise NotImplementedError
-
-    async def _all(self, sql: str, *args: Any) -> list[Any]:
-        raise NotImplementedError
-
-    async def _event(self, con: Con, pid: str, now: int, event: str, actor: str = "", detail: str = "") -> None:
-        raise NotImplementedError
-
-    async def _add_process(self, con: Con, p: Process) -> None:
-        raise NotImplementedError
-
-    async def _delete_processes(self, con: Con, where: str, args: Sequence[Any]) -> None:
-        raise NotImplementedError
-

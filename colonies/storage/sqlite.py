@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from colonies.clock import NS, ZERO_TIME
@@ -117,15 +117,6 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
         db.execute("COMMIT")
         for key, _ in nonces:
             self._nonces.pop(key, None)
-
-    def _conn(self) -> sqlite3.Connection:
-        return self.db
-
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self._tx()
-
-    def _log_event(self, db: sqlite3.Connection, pid: str, now: int, event: str, actor: str, detail: str) -> None:
-        self._event(db, pid, now, event, actor, detail)
 
     def _add_process(self, db: sqlite3.Connection, p: Process) -> None:
         self._insert_process(db, p, "")

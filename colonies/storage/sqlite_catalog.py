@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from typing import Any
 
 from colonies.errors import Conflict
 from colonies.model import Attribute, Function, User
 from colonies.storage import rows
-from colonies.storage.base import Storage
+from colonies.storage.sqlite_base import SqliteBase
 
 
-class SqliteCatalogMixin(Storage):
+class SqliteCatalogMixin(SqliteBase):
     # -- users ---------------------------------------------------------------------------------------------
     async def add_user(self, user: User) -> None:
         with self._tx() as db:
@@ -104,13 +101,3 @@ class SqliteCatalogMixin(Storage):
                 " avg_exec = CASE WHEN counter = 0 THEN ?2 ELSE (avg_exec + ?2) / 2 END"
                 " WHERE colony_name = ?3 AND executor_name = ?4 AND funcname = ?5",
                 (wait_s, exec_s, colony, executor_name, funcname))
-
-    # Provided by SqliteStorage.
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
-
-    def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        raise NotImplementedError
-
-    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError

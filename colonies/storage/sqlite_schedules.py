@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 from colonies.clock import to_datetime
 from colonies.cron import to_ns
 from colonies.errors import Conflict
 from colonies.model import Cron, Generator, Log, Process, ProcessGraph
-from colonies.storage.base import GraphBuilder, Storage
+from colonies.storage.base import GraphBuilder
+from colonies.storage.sqlite_base import SqliteBase
 
 _GEN = ("g.generator_id, g.initiator_id, g.initiator_name, g.colony_name, g.name, g.workflow_spec,"
         " g.trigger_count, g.timeout, g.first_pack, g.last_run")
@@ -40,12 +40,12 @@ def _log(row: Sequence[Any]) -> Log:
     return Log(processid=row[0], colonyname=row[1], executorname=row[2], message=row[3], timestamp=row[4])
 
 
-class SqliteSchedulesMixin(Storage):
+class SqliteSchedulesMixin(SqliteBase):
     # -- generators -------------------------------------------------------------------------------------
     async def add_generator(self, generator: Generator) -> None:
         g = generator
         try:
-            with self._transaction() as db:
+            with self._tx() as db:
                 db.execute("INSERT INTO generators (generator_id, colony_name, name, workflow_spec, trigger_count,"
                            " timeout, initiator_id, initiator_name) VALUES (?,?,?,?,?,?,?,?)",
                            (g.generatorid, g.colonyname, g.name, g.workflowspec, g.trigger, g.timeout,
@@ -54,27 +54,27 @@ class SqliteSchedulesMixin(Storage):
             raise Conflict(f"a generator named {g.name} already exists in {g.colonyname}") from None
 
     async def get_generator(self, generator_id: str) -> Generator | None:
-        row = self._conn().execute(f"SELECT {_GEN}, {_QUEUED} FROM generators g WHERE g.generator_id = ?",
+        row = self.db.execute(f"SELECT {_GEN}, {_QUEUED} FROM generators g WHERE g.generator_id = ?",
                                    (generator_id,)).fetchone()
         return _generator(row) if row else None
 
     async def get_generator_by_name(self, colony: str, name: str) -> Generator | None:
-        row = self._conn().execute(f"SELECT {_GEN}, {_QUEUED} FROM generators g WHERE g.colony_name = ?"
+        row = self.db.execute(f"SELECT {_GEN}, {_QUEUED} FROM generators g WHERE g.colony_name = ?"
                                    " AND g.name = ?", (colony, name)).fetchone()
         return _generator(row) if row else None
 
     async def list_generators(self, colony: str, count: int) -> list[Generator]:
-        found = self._conn().execute(f"SELECT {_GEN}, {_QUEUED} FROM generators g WHERE g.colony_name = ?"
+        found = self.db.execute(f"SELECT {_GEN}, {_QUEUED} FROM generators g WHERE g.colony_name = ?"
                                      " ORDER BY g.name LIMIT ?", (colony, count)).fetchall()
         return [_generator(r) for r in found]
 
     async def remove_generator(self, generator_id: str) -> None:
-        with self._transaction() as db:
+        with self._tx() as db:
             db.execute("DELETE FROM generator_args WHERE generator_id = ?", (generator_id,))
             db.execute("DELETE FROM generators WHERE generator_id = ?", (generator_id,))
 
     async def pack_generator(self, generator_id: str, colony: str, arg: str, now_ns: int) -> None:
-        with self._transaction() as db:
+        with self._tx() as db:
             empty = db.execute("SELECT 1 FROM generator_args WHERE generator_id = ? LIMIT 1",
                                (generator_id,)).fetchone() is None
             db.execute("INSERT INTO generator_args (generator_id, colony_name, arg) VALUES (?,?,?)",
@@ -88,7 +88,7 @@ class SqliteSchedulesMixin(Storage):
         got there first."""
         if count < 1:
             return []
-        with self._transaction() as db:
+        with self._tx() as db:
             taken = db.execute("SELECT seq, arg FROM generator_args WHERE generator_id = ? ORDER BY seq LIMIT ?",
                                (generator_id, count)).fetchall()
             exists = db.execute("SELECT 1 FROM generators WHERE generator_id = ?", (generator_id,)).fetchone()
@@ -104,7 +104,7 @@ class SqliteSchedulesMixin(Storage):
         return processes
 
     async def generators_due(self) -> list[Generator]:
-        found = self._conn().execute(
+        found = self.db.execute(
             f"SELECT {_GEN}, a.n FROM generators g JOIN (SELECT generator_id, count(*) AS n FROM generator_args"
             " GROUP BY generator_id) a ON a.generator_id = g.generator_id").fetchall()
         return [_generator(r) for r in found]
@@ -113,7 +113,7 @@ class SqliteSchedulesMixin(Storage):
     async def add_cron(self, cron: Cron) -> None:
         c = cron
         try:
-            with self._transaction() as db:
+            with self._tx() as db:
                 db.execute(f"INSERT INTO crons ({_CRON}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            (c.cronid, c.initiatorid, c.initiatorname, c.colonyname, c.name, c.cronexpression,
                             c.interval, int(c.random), to_ns(c.nextrun), to_ns(c.lastrun), c.workflowspec,
@@ -122,31 +122,31 @@ class SqliteSchedulesMixin(Storage):
             raise Conflict(f"a cron named {c.name} already exists in {c.colonyname}") from None
 
     async def get_cron(self, cron_id: str) -> Cron | None:
-        row = self._conn().execute(f"SELECT {_CRON} FROM crons WHERE cron_id = ?", (cron_id,)).fetchone()
+        row = self.db.execute(f"SELECT {_CRON} FROM crons WHERE cron_id = ?", (cron_id,)).fetchone()
         return _cron(row) if row else None
 
     async def list_crons(self, colony: str, count: int) -> list[Cron]:
-        found = self._conn().execute(f"SELECT {_CRON} FROM crons WHERE colony_name = ? ORDER BY name LIMIT ?",
+        found = self.db.execute(f"SELECT {_CRON} FROM crons WHERE colony_name = ? ORDER BY name LIMIT ?",
                                      (colony, count)).fetchall()
         return [_cron(r) for r in found]
 
     async def remove_cron(self, cron_id: str) -> None:
-        with self._transaction() as db:
+        with self._tx() as db:
             db.execute("DELETE FROM crons WHERE cron_id = ?", (cron_id,))
 
     async def crons_due(self, now_ns: int) -> list[Cron]:
-        found = self._conn().execute(f"SELECT {_CRON} FROM crons WHERE next_run = 0 OR next_run < ?",
+        found = self.db.execute(f"SELECT {_CRON} FROM crons WHERE next_run = 0 OR next_run < ?",
                                      (now_ns,)).fetchall()
         return [_cron(r) for r in found]
 
     async def set_cron_next(self, cron_id: str, next_run_ns: int) -> None:
-        with self._transaction() as db:
+        with self._tx() as db:
             db.execute("UPDATE crons SET next_run = ? WHERE cron_id = ?", (next_run_ns, cron_id))
 
     async def fire_cron(self, cron_id: str, expected_next_ns: int, next_run_ns: int,
                         processes: list[Process], graph: ProcessGraph, now_ns: int) -> bool:
         """The fence allows 1 µs of slack: the expected value has been through a datetime."""
-        with self._transaction() as db:
+        with self._tx() as db:
             cur = db.execute("UPDATE crons SET next_run = ?, last_run = ?, prev_processgraph_id = ?"
                              " WHERE cron_id = ? AND abs(next_run - ?) <= 1000",
                              (next_run_ns, now_ns, graph.processgraphid, cron_id, expected_next_ns))
@@ -159,7 +159,7 @@ class SqliteSchedulesMixin(Storage):
 
     # -- logs -----------------------------------------------------------------------------------------------
     async def add_log(self, log: Log) -> None:
-        with self._transaction() as db:
+        with self._tx() as db:
             db.execute("INSERT INTO logs (process_id, colony_name, executor_name, ts, message) VALUES (?,?,?,?,?)",
                        (log.processid, log.colonyname, log.executorname, log.timestamp, log.message))
 
@@ -169,7 +169,7 @@ class SqliteSchedulesMixin(Storage):
         `latest`: the newest `count`, else the oldest; chronological either way."""
         who, value = ("executor_name", executor_name) if executor_name else ("process_id", process_id)
         order = "DESC" if latest else "ASC"
-        found = self._conn().execute(
+        found = self.db.execute(
             f"SELECT {_LOG} FROM logs WHERE colony_name = ? AND {who} = ? AND ts > ?"
             f" ORDER BY ts {order}, seq {order} LIMIT ?", (colony, value, since_ns, count)).fetchall()
         logs = [_log(r) for r in found]
@@ -177,7 +177,7 @@ class SqliteSchedulesMixin(Storage):
 
     async def search_logs(self, colony: str, text: str, since_ns: int, count: int) -> list[Log]:
         """Case-sensitive substring match; the newest `count` matches, chronological."""
-        found = self._conn().execute(
+        found = self.db.execute(
             f"SELECT {_LOG} FROM logs WHERE colony_name = ? AND ts > ? AND instr(message, ?) > 0"
             " ORDER BY ts DESC, seq DESC LIMIT ?", (colony, since_ns, text, count)).fetchall()
         return [_log(r) for r in reversed(found)]
@@ -194,7 +194,7 @@ class SqliteSchedulesMixin(Storage):
         standalone = ("process_id IN (SELECT process_id FROM processes WHERE state = 2 AND processgraph_id = ''"
                       f" AND submission_time < ? ORDER BY submission_time LIMIT {RETAIN_BATCH})")
         while True:
-            with self._transaction() as db:
+            with self._tx() as db:
                 n = int(db.execute(f"SELECT count(*) FROM processes WHERE {graphs}", cut).fetchone()[0])
                 gone = int(db.execute(f"SELECT count(*) FROM processgraphs WHERE {graphs}", cut).fetchone()[0])
                 self._delete_graphs(db, graphs, cut)
@@ -203,32 +203,13 @@ class SqliteSchedulesMixin(Storage):
                 break
             await asyncio.sleep(0)
         while True:
-            with self._transaction() as db:
+            with self._tx() as db:
                 n = int(db.execute(f"SELECT count(*) FROM processes WHERE {standalone}", cut).fetchone()[0])
                 self._delete_processes(db, standalone, cut)
             deleted += n
             if n < RETAIN_BATCH:
                 break
             await asyncio.sleep(0)
-        with self._transaction() as db:
+        with self._tx() as db:
             db.execute("DELETE FROM logs WHERE ts < ?", cut)
         return deleted
-
-    # Provided by SqliteStorage and SqliteWorkflowsMixin.
-    def _conn(self) -> sqlite3.Connection:
-        raise NotImplementedError
-
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
-
-    def _add_process(self, db: sqlite3.Connection, p: Process) -> None:
-        raise NotImplementedError
-
-    def _insert_graph(self, db: sqlite3.Connection, g: ProcessGraph) -> None:
-        raise NotImplementedError
-
-    def _delete_graphs(self, db: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> None:
-        raise NotImplementedError
-
-    def _delete_processes(self, db: sqlite3.Connection, where: str, args: Sequence[Any]) -> None:
-        raise NotImplementedError

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 from colonies.model import Process, ProcessGraph
 from colonies.storage import rows
-from colonies.storage.base import Storage
+from colonies.storage.sqlite_base import SqliteBase
 
 
-class SqliteWorkflowsMixin(Storage):
+class SqliteWorkflowsMixin(SqliteBase):
     """Graph bookkeeping shared by claim, close and expiry."""
 
     async def get_graph(self, graph_id: str) -> ProcessGraph | None:
-        db = self._conn()
+        db = self.db
         row = db.execute(f"SELECT {rows.GRAPH_COLS} FROM processgraphs WHERE processgraph_id = ?",
                          (graph_id,)).fetchone()
         return rows.graph(row, self._graph_pids(db, graph_id)) if row else None
@@ -27,7 +25,7 @@ class SqliteWorkflowsMixin(Storage):
             (graph_id,))]
 
     async def list_graphs(self, colony: str, state: int, count: int) -> list[ProcessGraph]:
-        db = self._conn()
+        db = self.db
         if state >= 0:
             found = db.execute(f"SELECT {rows.GRAPH_COLS} FROM processgraphs WHERE colony_name = ? AND state = ?"
                                " ORDER BY submission_time DESC LIMIT ?", (colony, state, count)).fetchall()
@@ -37,7 +35,7 @@ class SqliteWorkflowsMixin(Storage):
         return [rows.graph(r, self._graph_pids(db, r[0])) for r in found]
 
     async def remove_graph(self, graph_id: str) -> None:
-        with self._transaction() as db:
+        with self._tx() as db:
             self._delete_graphs(db, "processgraph_id = ?", (graph_id,))
 
     def _delete_graphs(self, db: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> None:
@@ -47,28 +45,28 @@ class SqliteWorkflowsMixin(Storage):
             db.execute("DELETE FROM processgraphs WHERE processgraph_id = ?", (gid,))
 
     async def remove_all_graphs(self, colony: str, state: int) -> None:
-        with self._transaction() as db:
+        with self._tx() as db:
             if state >= 0:
                 self._delete_graphs(db, "colony_name = ? AND state = ?", (colony, state))
             else:
                 self._delete_graphs(db, "colony_name = ? AND state != 1", (colony,))
 
     async def cancel_graph(self, graph_id: str, actor: str, now_ns: int) -> list[Process]:
-        with self._transaction() as db:
+        with self._tx() as db:
             victims = [r[0] for r in db.execute(
                 "SELECT process_id FROM processes WHERE processgraph_id = ? AND state IN (0, 1)", (graph_id,))]
             for pid in victims:
                 db.execute("UPDATE processes SET state = 4, end_time = ?, exec_deadline = 0 WHERE process_id = ?",
                            (now_ns, pid))
                 db.execute("DELETE FROM process_targets WHERE process_id = ?", (pid,))
-                self._log_event(db, pid, now_ns, "cancelled", actor, "workflow cancelled")
+                self._event(db, pid, now_ns, "cancelled", actor, "workflow cancelled")
             db.execute("UPDATE processgraphs SET state = 4, end_time = ? WHERE processgraph_id = ?",
                        (now_ns, graph_id))
             return self._fetch(db, victims)
 
     async def add_child(self, graph_id: str, parent_id: str, child_id: str, process: Process,
                         insert: bool, now_ns: int) -> Process:
-        with self._transaction() as db:
+        with self._tx() as db:
             parent_children = rows.strs(db.execute("SELECT children FROM processes WHERE process_id = ?",
                                                    (parent_id,)).fetchone()[0])
             new_id = process.processid
@@ -105,22 +103,6 @@ class SqliteWorkflowsMixin(Storage):
             if row:
                 out.append(rows.process(row))
         return out
-
-    # Provided by SqliteStorage.
-    def _conn(self) -> sqlite3.Connection:
-        raise NotImplementedError
-
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
-
-    def _log_event(self, db: sqlite3.Connection, pid: str, now: int, event: str, actor: str, detail: str) -> None:
-        raise NotImplementedError
-
-    def _add_process(self, db: sqlite3.Connection, p: Process) -> None:
-        raise NotImplementedError
-
-    def _delete_processes(self, db: sqlite3.Connection, where: str, args: Sequence[Any]) -> None:
-        raise NotImplementedError
 
     def _insert_graph(self, db: sqlite3.Connection, g: ProcessGraph) -> None:
         db.execute(
@@ -184,7 +166,7 @@ class SqliteWorkflowsMixin(Storage):
             for victim in victims:
                 db.execute("UPDATE processes SET state = 3, exec_deadline = 0 WHERE process_id = ?", (victim,))
                 db.execute("DELETE FROM process_targets WHERE process_id = ?", (victim,))
-                self._log_event(db, victim, now, "failed", "", f"workflow parent {pid} failed")
+                self._event(db, victim, now, "failed", "", f"workflow parent {pid} failed")
             changed += victims
         self._update_graph_state(db, graph_id, now)
         return self._fetch(db, changed)
