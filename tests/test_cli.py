@@ -137,6 +137,10 @@ def test_identities_tables_and_json(server: ServerProc, colony: ColonyKeys) -> N
         )
     )
     assert added["state"] == 0
+    approved = json.loads(_ok(cli(env, "executor", "add", "--name", "worker-10", "--type", "gpu", "--executorid",
+                                  id_of(generate_prvkey()), "--approve", "--json")))
+    assert approved["state"] == 1 and approved["executorname"] == "worker-10"
+    assert json.loads(_ok(cli(env, "executor", "get", "--name", "worker-10", "--json")))["state"] == 1
     _ok(cli(env, "executor", "approve", "--name", "worker-9"))
     assert json.loads(_ok(cli(env, "executor", "get", "--name", "worker-9", "--json")))["state"] == 1
     _ok(cli(env, "executor", "reject", "--name", "worker-9"))

@@ -33,7 +33,8 @@ Name = Annotated[str, typer.Option("--name", help="Name.")]
 
 
 def _member_key(prvkey: str, colony_prvkey: str) -> str:
-    """Reads are open to members; the colony owner's key works as well."""
+    """Reads are for members (COLONIES_PRVKEY). Without one, the colony owner's key is sent, which the
+    server refuses unless that key is also a user or executor of the colony (protocol §2)."""
     return prvkey or colony_prvkey
 
 
@@ -186,6 +187,7 @@ def executor_add(
     as_json: Json = False,
 ) -> None:
     """Add an executor (colony owner); --approve approves it too."""
+    from colonies.model import ExecutorState
     from colonies.protocol.crypto import id_of
 
     if not executorid:
@@ -196,7 +198,8 @@ def executor_add(
         e = c.add_executor(colony, executorid, name, executortype, location)
         if approve:
             c.approve_executor(colony, name)
-            e = c.get_executor(colony, name)
+            # The owner may not read executors (protocol §2: owners are not members), so no re-fetch.
+            e.state = ExecutorState.APPROVED
     show(e, as_json, lambda x: _executors_table([x]))
 
 
