@@ -155,7 +155,8 @@ def test_identities_tables_and_json(server: ServerProc, colony: ColonyKeys) -> N
     assert "APPROVED" in row and colony.executor_type in row
     assert "REJECTED" in next(line for line in lines if "worker-9" in line)
     _ok(cli(env, "executor", "remove", "--name", "worker-9"))
-    removed = next(line for line in _ok(cli(env, "executor", "ls")).splitlines() if "worker-9" in line)
+    assert "worker-9" not in _ok(cli(env, "executor", "ls"))  # removed ones only with --all, as in the original
+    removed = next(line for line in _ok(cli(env, "executor", "ls", "--all")).splitlines() if "worker-9" in line)
     assert "UNREGISTERED" in removed  # executors are soft-deleted, as in the original
 
     assert _ok(cli(env, "security", "id", "--prvkey", exec_key)).strip() == id_of(exec_key)
@@ -199,8 +200,10 @@ def kit(server: ServerProc, colony: ColonyKeys, tmp_path: Path):  # type: ignore
 
 def test_function_exec_submit_and_process_commands(kit: dict[str, str], tmp_path: Path) -> None:
     env = kit
-    r = cli(env, "function", "exec", "--func", "add", "--args", "2", "--args", "3", "--type", "kit")
+    r = cli(env, "function", "exec", "--func", "add", "--args-json", "[2, 3]", "--type", "kit")
     assert _ok(r).strip() == "5"
+    r = cli(env, "function", "exec", "--func", "add", "--args", "01234", "--args", "1e3", "--type", "kit")
+    assert _ok(r).strip() == "012341e3"  # --args are strings, as in the original CLI
 
     spec = {
         "funcname": "echo",
@@ -218,7 +221,7 @@ def test_function_exec_submit_and_process_commands(kit: dict[str, str], tmp_path
 
     pss = json.loads(_ok(cli(env, "process", "pss", "--json")))
     assert {p["spec"]["funcname"] for p in pss} == {"add", "echo"}
-    add_pid = next(p["processid"] for p in pss if p["spec"]["funcname"] == "add")
+    add_pid = next(p["processid"] for p in pss if p["spec"]["args"] == [2, 3])
     logs = json.loads(_ok(cli(env, "log", "get", "-p", add_pid, "--json")))
     assert "adding 2 and 3" in "".join(entry["message"] for entry in logs)
     assert "adding 2 and 3" in _ok(cli(env, "log", "search", "--text", "adding"))

@@ -59,7 +59,10 @@ ServerPrvKey = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Count = Annotated[int, typer.Option("--count", help="At most this many.")]
-ProcessId = Annotated[str, typer.Option("--processid", "-p", help="Process id.")]
+# One convention for ids: each command that acts on one object takes `-i` and the original's long flag
+# (`--processid`, `--workflowid`, `--cronid`, `--generatorid`, `--attributeid`); processes keep `-p`.
+ProcessId = Annotated[str, typer.Option("--processid", "-p", "-i", help="Process id.")]
+Full = Annotated[bool, typer.Option("--full", help="Whole ids, however wide the table gets.")]
 
 STATES = {0: "WAITING", 1: "RUNNING", 2: "SUCCESS", 3: "FAILED", 4: "CANCELLED"}
 STATE_COLORS = {0: "yellow", 1: "blue", 2: "green", 3: "red", 4: "magenta"}
@@ -147,24 +150,45 @@ def state_text(state: int) -> str:
 
 
 _TIME_COLUMNS = {"Submitted", "Started", "Ended", "LastRun", "NextRun", "Time", "LastHeardFrom"}
+_NO_WRAP = {"State", *_TIME_COLUMNS}
+ID_WIDTH = 13  # an id cut to 12 characters and an ellipsis on a narrow terminal (`--full` for all 64)
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Any:
-    """A rich table. On a narrow terminal ids are cut with an ellipsis rather than folded over many
-    lines (`--json`, or a wider terminal, shows them whole); times never wrap."""
+def table(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    full: bool = False,
+    optional: Sequence[str] = (),
+) -> Any:
+    """A rich table that fits the terminal: ids are cut with an ellipsis unless the terminal is wide
+    enough for them (or `full`), states and times never wrap. On a narrow terminal the `optional`
+    columns are left out and times lose the year and seconds (`--json` always has everything)."""
     from rich.table import Table
 
-    narrow = console().width < 40 + 66 * sum(c.endswith("Id") for c in columns)
+    width = console().width
+    n_ids = sum(c.endswith("Id") for c in columns)
+    narrow = not full and width < 40 + 66 * n_ids + 20 * sum(c in _TIME_COLUMNS for c in columns)
+    keep = [i for i, c in enumerate(columns) if not (narrow and c in optional)]
+    cells = [["" if r[i] is None else str(r[i]) for i in keep] for r in rows]
+    if narrow:  # 2026-12-01 22:00:05 -> 12-01 22:00
+        times = [j for j, i in enumerate(keep) if columns[i] in _TIME_COLUMNS]
+        for row in cells:
+            for j in times:
+                row[j] = row[j][5:16] if len(row[j]) == 19 else row[j]
     t = Table(title=title, title_justify="left", header_style="bold")
-    for c in columns:
+    for j, i in enumerate(keep):
+        c = columns[i]
         if c.endswith("Id"):
-            t.add_column(c, no_wrap=True, overflow="ellipsis", max_width=18 if narrow else None)
-        elif c in _TIME_COLUMNS and not narrow:
+            whole = max((len(row[j]) for row in cells), default=0)
+            t.add_column(c, no_wrap=True, overflow="ellipsis", min_width=ID_WIDTH if narrow else whole,
+                         max_width=ID_WIDTH if narrow else None)
+        elif c in _NO_WRAP:
             t.add_column(c, no_wrap=True)
         else:
             t.add_column(c, overflow="fold", min_width=min(len(c), 5))
-    for r in rows:
-        t.add_row(*(str(v) if v is not None else "" for v in r))
+    for row in cells:
+        t.add_row(*row)
     return t
 
 
@@ -173,7 +197,18 @@ def show(items: Any, as_json: bool, render: Callable[[Any], Any]) -> None:
     if as_json:
         print_json(items)
     else:
-        console().print(render(items))
+        print_fitted(render(items))
+
+
+def print_fitted(renderable: Any) -> None:
+    """Print to stdout, widening past the terminal only when the renderable cannot fit (`--full`)."""
+    from rich.console import Console
+
+    out = console()
+    size = out.measure(renderable, options=out.options.update_width(10_000))
+    if size.minimum > out.width:
+        out = Console(highlight=False, soft_wrap=False, width=size.maximum)
+    out.print(renderable)
 
 
 def kv(title: str, pairs: Iterable[tuple[str, Any]]) -> Any:
@@ -198,25 +233,63 @@ def load_json_file(path: str) -> Any:
         raise CLIError(f"{path} is not valid JSON: {exc}") from None
 
 
-def parse_args(values: list[str] | None) -> list[Any]:
-    """Positional args from the command line: numbers stay numbers, anything else is a string."""
-    out: list[Any] = []
-    for v in values or []:
-        try:
-            out.append(int(v))
-        except ValueError:
-            try:
-                out.append(float(v))
-            except ValueError:
-                out.append(v)
-    return out
+def _typed(text: str, flag: str, kind: type, example: str) -> Any:
+    """The value of a `--...-json` option: JSON of the given kind, or a CLIError naming the flag."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CLIError(f"{flag} is not valid JSON: {exc}") from None
+    if not isinstance(value, kind):
+        raise CLIError(f"{flag} must be a JSON {'array' if kind is list else 'object'}, e.g. '{example}'")
+    return value
 
 
-def parse_kwargs(values: list[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def parse_args(values: list[str] | None, as_json: str = "", flag: str = "--args") -> list[Any]:
+    """Positional args: each `--args` value is a string, as in the original CLI (`01234` stays
+    "01234"); typed values come from one JSON array (`--args-json '[1, "a", true]'`), after them."""
+    return list(values or []) + (_typed(as_json, f"{flag}-json", list, '[1, "a"]') if as_json else [])
+
+
+def _pairs(values: list[str] | None, flag: str, seps: str) -> dict[str, str]:
+    out: dict[str, str] = {}
     for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CLIError(f"expected key=value, got {item!r}")
-        out[key] = value
+        cut = min((i for i in (item.find(sep) for sep in seps) if i > 0), default=-1)
+        if cut < 0:
+            raise CLIError(f"{flag}: expected key=value, got {item!r}")
+        out[item[:cut]] = item[cut + 1 :]
     return out
+
+
+def parse_kwargs(values: list[str] | None, as_json: str = "") -> dict[str, Any]:
+    """`--kwargs key=value` (or the original's `key:value`), values strings; typed values come from a
+    JSON object (`--kwargs-json '{"n": 3}'`)."""
+    typed = _typed(as_json, "--kwargs-json", dict, '{"n": 3}') if as_json else {}
+    return {**_pairs(values, "--kwargs", "=:"), **typed}
+
+
+def parse_env(values: list[str] | None) -> dict[str, str]:
+    """`--env KEY=VALUE` (repeatable): the process' environment."""
+    return _pairs(values, "--env", "=")
+
+
+def warn(text: str) -> None:
+    typer.echo(f"warning: {text}", err=True)
+
+
+def warn_if_unserved(c: Any, colony: str, executortypes: Iterable[str]) -> None:
+    """A hint on stderr when no APPROVED executor of a type exists in the colony: the process would
+    wait until one is added. Best effort: a read the caller may not make is skipped silently."""
+    from colonies.errors import ClientError
+
+    wanted = {t for t in executortypes if t}
+    if not wanted or not colony:
+        return
+    try:
+        served = {x.executortype for x in c.get_executors(colony) or [] if x.state == 1}
+    except ClientError:
+        return
+    for t in sorted(wanted - served):
+        warn(
+            f"no approved executor of type {t!r} in colony {colony}: the process waits until one is "
+            f"added and approved (`colonies executor ls --all` lists what is there)"
+        )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -17,12 +16,14 @@ from colonies.cli.common import (
     group,
     load_json_file,
     parse_args,
+    parse_env,
     parse_kwargs,
     print_json,
     show,
     table,
+    warn_if_unserved,
 )
-from colonies.cli.process import Timeout, wait_final
+from colonies.cli.process import Timeout, print_output, wait_final
 
 if TYPE_CHECKING:
     from colonies.model import Process
@@ -88,14 +89,65 @@ def _print_output(p: Process, as_json: bool) -> None:
     if as_json:
         print_json(p)
     elif p.state == 2:
-        for v in p.output or []:
-            typer.echo(v if isinstance(v, str) else json.dumps(v))
+        print_output(p)
     else:
         typer.echo(f"Process {p.processid} {STATES.get(p.state, p.state)}", err=True)
         for e in p.errors:
             typer.echo(e, err=True)
     if p.state != 2:
         raise typer.Exit(1)
+
+
+Env = Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE for the process (repeatable).")]
+Label = Annotated[str, typer.Option("--label", help="A label (`process ps --label` finds it).")]
+MaxWait = Annotated[
+    int, typer.Option("--maxwaittime", help="Seconds it may wait in the queue; <= 0 no limit.")
+]
+FollowLogs = Annotated[
+    bool, typer.Option("--follow", help="Print the process' log as it arrives, until it finishes.")
+]
+Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait and print the output.")]
+OutOnly = Annotated[bool, typer.Option("--out", help="Print only the output (the original's flag).")]
+
+
+def run_and_report(c: Any, spec: Any, wait: bool, follow: bool, as_json: bool, timeout: float) -> None:
+    """Submit `spec`; warn when no executor serves its type; then wait (or follow its log) and print
+    the output, or print the process id."""
+    warn_if_unserved(c, spec.conditions.colonyname, [spec.conditions.executortype])
+    p = c.submit(spec)
+    if follow:
+        p = follow_log(c, p, timeout)
+    elif wait:
+        p = wait_final(c, [p.processid], timeout, spinner=f"Running {spec.funcname}")[0]
+    else:
+        show(p, as_json, lambda x: f"Process {x.processid} submitted")
+        return
+    _print_output(p, as_json)
+
+
+def follow_log(c: Any, p: Process, timeout: float) -> Process:
+    """Print log messages (stderr) as they arrive until the process finishes or `timeout` passes."""
+    import sys
+    import time
+
+    from colonies.cli.process import still_queued_hint
+
+    deadline = time.monotonic() + timeout
+    since, delay = 0, 0.05
+    while True:
+        logs = c.get_logs(p.spec.conditions.colonyname, p.processid, "", 500, since=since) or []
+        for entry in logs:
+            sys.stderr.write(entry.message if entry.message.endswith("\n") else entry.message + "\n")
+        if logs:
+            since = logs[-1].timestamp + 1
+            delay = 0.05
+        elif p.state >= 2:
+            return p
+        if time.monotonic() >= deadline:
+            raise CLIError(f"timed out after {timeout:g} s: " + still_queued_hint([c.get_process(p.processid)]))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+        p = c.get_process(p.processid)
 
 
 @function_app.command("submit")
@@ -105,35 +157,57 @@ def function_submit(
     prvkey: PrvKey = "",
     as_json: Json = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait and print the output.")] = False,
+    out: OutOnly = False,
+    follow: FollowLogs = False,
+    env: Env = None,
+    label: Label = "",
+    maxwaittime: Annotated[int | None, typer.Option("--maxwaittime", help="Override the spec's.")] = None,
     timeout: Timeout = 60.0,
 ) -> None:
-    """Submit a FunctionSpec from a JSON file (the original's format)."""
+    """Submit a FunctionSpec from a JSON file (the original's format); --env, --label and
+    --maxwaittime override the file."""
     spec = spec_from_json(load_json_file(spec_path), colony)
+    spec.env = {**(spec.env or {}), **parse_env(env)}
+    spec.label = label or spec.label
+    if maxwaittime is not None:
+        spec.maxwaittime = maxwaittime
     with client(prvkey) as c:
-        p = c.submit(spec)
-        if wait:
-            p = wait_final(c, [p.processid], timeout, spinner=f"Running {spec.funcname}")[0]
-    if wait:
-        _print_output(p, as_json)
-    else:
-        show(p, as_json, lambda x: f"Process {x.processid} submitted")
+        run_and_report(c, spec, wait or out, follow, as_json, timeout)
 
 
 @function_app.command("exec")
 def function_exec(
     func: Annotated[str, typer.Option("--func", help="Function name.")],
     executortype: ExecType,
-    args: Annotated[list[str] | None, typer.Option("--args", help="A positional arg (repeatable).")] = None,
-    kwargs: Annotated[list[str] | None, typer.Option("--kwargs", help="key=value (repeatable).")] = None,
+    args: Annotated[
+        list[str] | None, typer.Option("--args", help="A positional arg, always a string (repeatable).")
+    ] = None,
+    args_json: Annotated[
+        str, typer.Option("--args-json", help="Typed positional args as a JSON array: '[1, \"a\", true]'.")
+    ] = "",
+    kwargs: Annotated[
+        list[str] | None, typer.Option("--kwargs", help="key=value or key:value, a string (repeatable).")
+    ] = None,
+    kwargs_json: Annotated[
+        str, typer.Option("--kwargs-json", help="Typed keyword args as a JSON object: '{\"n\": 3}'.")
+    ] = "",
+    env: Env = None,
+    label: Label = "",
+    maxwaittime: MaxWait = -1,
     maxexectime: Annotated[int, typer.Option("--maxexectime", help="Seconds; <= 0 no limit.")] = -1,
     maxretries: Annotated[int, typer.Option("--maxretries", help="Retries after a timeout.")] = -1,
     priority: Annotated[int, typer.Option("--priority", help="Higher runs first.")] = 0,
     colony: Colony = "",
     prvkey: PrvKey = "",
     as_json: Json = False,
+    wait: Wait = True,
+    out: OutOnly = False,
+    follow: FollowLogs = False,
     timeout: Timeout = 60.0,
 ) -> None:
-    """Submit a function call, wait with a spinner, then print its output."""
+    """Submit a function call, wait with a spinner, then print its output (--no-wait: only submit).
+
+    Each --args value is a string, as in the original CLI; --args-json passes numbers, booleans, lists."""
     from colonies.client.core import func_spec
 
     if not colony:
@@ -142,13 +216,14 @@ def function_exec(
         func,
         colony,
         executortype,
-        args=parse_args(args),
-        kwargs=parse_kwargs(kwargs),
+        args=parse_args(args, args_json),
+        kwargs=parse_kwargs(kwargs, kwargs_json),
         maxexectime=maxexectime,
+        maxwaittime=maxwaittime,
         maxretries=maxretries,
         priority=priority,
+        env=parse_env(env),
+        label=label,
     )
     with client(prvkey) as c:
-        p = c.submit(spec)
-        p = wait_final(c, [p.processid], timeout, spinner=f"Running {func} on {executortype}")[0]
-    _print_output(p, as_json)
+        run_and_report(c, spec, wait or out, follow, as_json, timeout)

@@ -91,6 +91,23 @@ def colony_stats(
     show(stats, as_json, lambda s: stats_table(f"Colony {colony}", s))
 
 
+@colony_app.command("check")
+def colony_check(
+    name: Annotated[str, typer.Option("--name", help="Colony name.")],
+    prvkey: PrvKey = "",
+    colony_prvkey: ColonyPrvKey = "",
+) -> None:
+    """Exit 0 if the colony exists (read with a member's key), 1 if not."""
+    from colonies.errors import ClientError
+
+    with client(_member_key(prvkey, colony_prvkey)) as c:
+        try:
+            c.get_colony(name)
+        except ClientError as exc:
+            raise CLIError(f"colony {name} not found or not readable with this key: {exc.message}") from None
+    typer.echo(f"Colony {name} exists")
+
+
 # -- user -----------------------------------------------------------------------------------------------
 @user_app.command("add")
 def user_add(
@@ -148,29 +165,44 @@ def user_remove(name: Name, colony: Colony = "", colony_prvkey: ColonyPrvKey = "
 
 # -- executor -------------------------------------------------------------------------------------------
 ExecName = Annotated[str, typer.Option("--name", envvar="COLONIES_EXECUTOR_NAME", help="Executor name.")]
+ExecType = Annotated[str, typer.Option("--type", envvar="COLONIES_EXECUTOR_TYPE", help="Executor type.")]
+Location = Annotated[str, typer.Option("--location", help="Location name.")]
+Approve = Annotated[bool, typer.Option("--approve", help="Approve it at once.")]
 
 
-def _executors_table(xs: list[Any]) -> Any:
+def _add(colony: str, colony_prvkey: str, executorid: str, name: str, executortype: str, location: str,
+         approve: bool) -> Any:
+    from colonies.model import ExecutorState
+
+    with owner_client(colony_prvkey) as c:
+        e = c.add_executor(colony, executorid, name, executortype, location)
+        if approve:
+            c.approve_executor(colony, name)
+            # The owner may not read executors (protocol §2: owners are not members), so no re-fetch.
+            e.state = ExecutorState.APPROVED
+    return e
+
+
+def _executors_table(xs: list[Any], full: bool = False) -> Any:
     rows = [
         (
             x.executorname,
             x.executortype,
-            x.executorid[:16] + "…",
+            x.executorid,
             EXECUTOR_STATES.get(x.state, x.state),
             x.locationname,
             ts(x.lastheardfromtime),
         )
         for x in xs
     ]
-    return table("Executors", ["Name", "Type", "ExecutorId", "State", "Location", "LastHeardFrom"], rows)
+    cols = ["Name", "Type", "ExecutorId", "State", "Location", "LastHeardFrom"]
+    return table("Executors", cols, rows, full=full, optional=("Location",))
 
 
 @executor_app.command("add")
 def executor_add(
     name: ExecName,
-    executortype: Annotated[
-        str, typer.Option("--type", envvar="COLONIES_EXECUTOR_TYPE", help="Executor type.")
-    ],
+    executortype: ExecType,
     executorid: Annotated[str, typer.Option("--executorid", help="The executor's id.")] = "",
     executor_prvkey: Annotated[
         str,
@@ -180,37 +212,103 @@ def executor_add(
             help="The executor's key (its id is used if --executorid is not given).",
         ),
     ] = "",
-    location: Annotated[str, typer.Option("--location", help="Location name.")] = "",
-    approve: Annotated[bool, typer.Option("--approve", help="Approve it at once.")] = False,
+    location: Location = "",
+    approve: Approve = False,
     colony: Colony = "",
     colony_prvkey: ColonyPrvKey = "",
     as_json: Json = False,
 ) -> None:
     """Add an executor (colony owner); --approve approves it too."""
-    from colonies.model import ExecutorState
     from colonies.protocol.crypto import id_of
 
     if not executorid:
         if not executor_prvkey:
             raise CLIError("no executor id: pass --executorid, or set COLONIES_EXECUTOR_PRVKEY")
         executorid = id_of(executor_prvkey)
-    with owner_client(colony_prvkey) as c:
-        e = c.add_executor(colony, executorid, name, executortype, location)
-        if approve:
-            c.approve_executor(colony, name)
-            # The owner may not read executors (protocol §2: owners are not members), so no re-fetch.
-            e.state = ExecutorState.APPROVED
+    e = _add(colony, colony_prvkey, executorid, name, executortype, location, approve)
     show(e, as_json, lambda x: _executors_table([x]))
+
+
+@executor_app.command("create")
+def executor_create(
+    name: ExecName,
+    executortype: ExecType,
+    keypath: Annotated[str, typer.Option("--keypath", help="File to write the new private key to (0600).")],
+    idpath: Annotated[str, typer.Option("--idpath", help="File to write the new executor id to.")],
+    location: Location = "",
+    approve: Approve = False,
+    colony: Colony = "",
+    colony_prvkey: ColonyPrvKey = "",
+    as_json: Json = False,
+) -> None:
+    """Generate a key, add an executor with its id (colony owner), and write the key and id files.
+
+    The files are created new (an existing file is never overwritten) before the executor is added,
+    and removed again if adding it fails. Run it with `COLONIES_PRVKEY=$(cat KEYPATH)`."""
+    import os
+
+    from colonies.protocol.crypto import generate_prvkey, id_of
+
+    prv = generate_prvkey()
+    written: list[str] = []
+    try:
+        for path, text, mode in ((keypath, prv, 0o600), (idpath, id_of(prv), 0o644)):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            except FileExistsError:
+                raise CLIError(f"{path} exists: pick another file (an existing key is never overwritten)") from None
+            except OSError as exc:
+                raise CLIError(f"cannot write {path}: {exc.strerror}") from None
+            written.append(path)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+        e = _add(colony, colony_prvkey, id_of(prv), name, executortype, location, approve)
+    except BaseException:
+        for path in written:
+            os.unlink(path)
+        raise
+    if as_json:
+        show(e, True, _executors_table)
+        return
+    typer.echo(f"Executor {e.executorname} added ({EXECUTOR_STATES.get(e.state, e.state)}), id {e.executorid}")
+    typer.echo(f"Private key in {keypath}, id in {idpath}")
 
 
 @executor_app.command("ls")
 def executor_ls(
-    colony: Colony = "", prvkey: PrvKey = "", colony_prvkey: ColonyPrvKey = "", as_json: Json = False
+    colony: Colony = "",
+    prvkey: PrvKey = "",
+    colony_prvkey: ColonyPrvKey = "",
+    as_json: Json = False,
+    full: Annotated[bool, typer.Option("--full", help="Every field of each executor, whole ids.")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="Also removed (UNREGISTERED) executors.")] = False,
+    executortype: Annotated[str, typer.Option("--type", help="Only this executor type.")] = "",
+    location: Annotated[str, typer.Option("--location", help="Only at this location.")] = "",
+    filter_text: Annotated[
+        str, typer.Option("--filter", "-f", help="Only those whose name or type contains this text.")
+    ] = "",
 ) -> None:
-    """List the executors of a colony."""
+    """List the executors of a colony (removed ones only with --all)."""
+    from colonies.model import ExecutorState
+
     with client(_member_key(prvkey, colony_prvkey)) as c:
         xs = c.get_executors(colony) or []
-    show(xs, as_json, _executors_table)
+    needle = filter_text.lower()
+    xs = [
+        x
+        for x in xs
+        if (show_all or x.state != ExecutorState.UNREGISTERED)
+        and (not executortype or x.executortype == executortype)
+        and (not location or x.locationname == location)
+        and (not needle or needle in x.executorname.lower() or needle in x.executortype.lower())
+    ]
+    if full and not as_json:
+        from colonies.cli.common import print_fitted
+
+        for x in xs:
+            print_fitted(_executor_kv(x))
+        return
+    show(xs, as_json, lambda ys: _executors_table(ys, full))
 
 
 @executor_app.command("get")
@@ -224,22 +322,22 @@ def executor_get(
     """Show one executor."""
     with client(_member_key(prvkey, colony_prvkey)) as c:
         e = c.get_executor(colony, name)
-    show(
-        e,
-        as_json,
-        lambda x: kv(
-            f"Executor {x.executorname}",
-            [
-                ("Name", x.executorname),
-                ("Type", x.executortype),
-                ("Id", x.executorid),
-                ("Colony", x.colonyname),
-                ("State", EXECUTOR_STATES.get(x.state, x.state)),
-                ("Location", x.locationname),
-                ("CommissionTime", ts(x.commissiontime)),
-                ("LastHeardFrom", ts(x.lastheardfromtime)),
-            ],
-        ),
+    show(e, as_json, _executor_kv)
+
+
+def _executor_kv(x: Any) -> Any:
+    return kv(
+        f"Executor {x.executorname}",
+        [
+            ("Name", x.executorname),
+            ("Type", x.executortype),
+            ("Id", x.executorid),
+            ("Colony", x.colonyname),
+            ("State", EXECUTOR_STATES.get(x.state, x.state)),
+            ("Location", x.locationname),
+            ("CommissionTime", ts(x.commissiontime)),
+            ("LastHeardFrom", ts(x.lastheardfromtime)),
+        ],
     )
 
 

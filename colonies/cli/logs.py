@@ -38,7 +38,7 @@ def logs_table(logs: list[Any], title: str = "Logs") -> Any:
 @log_app.command("add")
 def log_add(
     processid: ProcessId,
-    message: Annotated[str, typer.Option("--message", "-m", help="The message.")],
+    message: Annotated[str, typer.Option("--message", "--msg", "-m", help="The message.")],
     prvkey: PrvKey = "",
 ) -> None:
     """Add a message to a process' log (the assigned executor's key)."""
@@ -52,7 +52,7 @@ def log_get(
     processid: ProcessId = "",
     colony: Colony = "",
     prvkey: PrvKey = "",
-    executorname: Annotated[str, typer.Option("--executor", help="An executor's logs instead.")] = "",
+    executorname: Annotated[str, typer.Option("--executor", "--executorname", "-e", help="An executor's logs instead.")] = "",
     count: Count = 100,
     as_json: Json = False,
     follow: Annotated[

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from colonies.cli import rotate as _rotate  # noqa: F401  (registers chid and function register/remove)
+from colonies.cli.admin import database_app, monitor_app
 from colonies.cli.common import TARGET, CLIError
 from colonies.cli.function import function_app
 from colonies.cli.identity import colony_app, executor_app, security_app, user_app
@@ -43,6 +44,8 @@ for sub, name in (
     (attribute_app, "attribute"),
     (security_app, "security"),
     (cluster_app, "cluster"),
+    (database_app, "database"),
+    (monitor_app, "monitor"),
 ):
     app.add_typer(sub, name=name)
 executor_app.command("run")(executor_run)

@@ -10,6 +10,7 @@ from colonies.cli.common import (
     CLIError,
     Colony,
     Count,
+    Full,
     Json,
     PrvKey,
     client,
@@ -62,7 +63,7 @@ def generator_add(
     name: Name,
     spec_path: SpecPath,
     trigger: Annotated[int, typer.Option("--trigger", help="Fire every this many packed args.")],
-    timeout: Annotated[int, typer.Option("--timeout", help="Or after this many s (0: never).")] = 0,
+    timeout: Annotated[int, typer.Option("--timeout", help="Or this many s after the first pack (<= 0: never).")] = 0,
     colony: Colony = "",
     prvkey: PrvKey = "",
     as_json: Json = False,
@@ -107,7 +108,9 @@ def generator_get(
 
 
 @generator_app.command("ls")
-def generator_ls(colony: Colony = "", prvkey: PrvKey = "", count: Count = 100, as_json: Json = False) -> None:
+def generator_ls(
+    colony: Colony = "", prvkey: PrvKey = "", count: Count = 100, as_json: Json = False, full: Full = False
+) -> None:
     """List generators."""
     with client(prvkey) as c:
         gs = c.get_generators(colony, count) or []
@@ -118,6 +121,7 @@ def generator_ls(colony: Colony = "", prvkey: PrvKey = "", count: Count = 100, a
             "Generators",
             ["GeneratorId", "Name", "Trigger", "Timeout", "QueueSize", "LastRun"],
             [(g.generatorid, g.name, g.trigger, g.timeout, g.queuesize, ts(g.lastrun)) for g in xs],
+            full=full,
         ),
     )
 
@@ -158,7 +162,7 @@ def cron_add(
     interval: Annotated[int, typer.Option("--interval", help="Or every this many s.")] = -1,
     random: Annotated[bool, typer.Option("--random", help="A random time within each interval.")] = False,
     waitprev: Annotated[
-        bool, typer.Option("--waitprev", help="Skip a run while the last is unfinished.")
+        bool, typer.Option("--waitprev", "--waitprevious", help="Skip a run while the last is unfinished.")
     ] = False,
     colony: Colony = "",
     prvkey: PrvKey = "",
@@ -181,7 +185,9 @@ def cron_get(cronid: CronId, prvkey: PrvKey = "", as_json: Json = False) -> None
 
 
 @cron_app.command("ls")
-def cron_ls(colony: Colony = "", prvkey: PrvKey = "", count: Count = 100, as_json: Json = False) -> None:
+def cron_ls(
+    colony: Colony = "", prvkey: PrvKey = "", count: Count = 100, as_json: Json = False, full: Full = False
+) -> None:
     """List crons."""
     with client(prvkey) as c:
         crs = c.get_crons(colony, count) or []
@@ -192,6 +198,7 @@ def cron_ls(colony: Colony = "", prvkey: PrvKey = "", count: Count = 100, as_jso
             "Crons",
             ["CronId", "Name", "CronExpression", "Interval", "NextRun", "LastRun"],
             [(x.cronid, x.name, x.cronexpression, x.interval, ts(x.nextrun), ts(x.lastrun)) for x in xs],
+            full=full,
         ),
     )
 

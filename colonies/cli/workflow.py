@@ -13,6 +13,7 @@ from colonies.cli.common import (
     Colony,
     ColonyPrvKey,
     Count,
+    Full,
     Json,
     PrvKey,
     client,
@@ -25,11 +26,14 @@ from colonies.cli.common import (
     state_text,
     table,
     ts,
+    warn_if_unserved,
 )
 
 workflow_app = group("Workflows (DAGs of processes).")
 
-GraphId = Annotated[str, typer.Option("--processgraphid", "-i", help="Workflow (process graph) id.")]
+GraphId = Annotated[
+    str, typer.Option("--workflowid", "--processgraphid", "-i", help="Workflow (process graph) id.")
+]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait.")]
 
 
@@ -63,11 +67,20 @@ def workflow_submit(
     """Submit a workflow: a JSON array of FunctionSpecs, or a WorkflowSpec object."""
     wf = workflow_from_json(load_json_file(spec_path), colony)
     with client(prvkey) as c:
+        warn_if_unserved(c, wf.colonyname, [s.conditions.executortype for s in wf.functionspecs])
         graph = c.submit_workflow(wf)
         if wait:
             from colonies.cli.process import wait_final
 
-            ps = wait_final(c, list(graph.processids), timeout, progress=True, spinner="Workflow")
+            gid = graph.processgraphid
+
+            def hint(pending: list[Any]) -> str:
+                return (f"{len(pending)} of {len(graph.processids)} processes of workflow {gid} not finished; "
+                        f"it was not cancelled: `colonies workflow get -i {gid}` shows it, "
+                        f"`colonies workflow cancel -i {gid}` cancels it")
+
+            ps = wait_final(c, list(graph.processids), timeout, progress=True, spinner="Workflow",
+                            graph_hint=hint)
             graph = c.get_processgraph(graph.processgraphid)
     show(
         graph,
@@ -82,7 +95,7 @@ def workflow_submit(
         raise typer.Exit(1)
 
 
-def _graphs_table(gs: list[Any], title: str) -> Any:
+def _graphs_table(gs: list[Any], title: str, full: bool = False) -> Any:
     rows = [
         (
             g.processgraphid,
@@ -96,15 +109,21 @@ def _graphs_table(gs: list[Any], title: str) -> Any:
         for g in gs
     ]
     return table(
-        title, ["ProcessGraphId", "Processes", "Initiator", "State", "Submitted", "Started", "Ended"], rows
+        title,
+        ["ProcessGraphId", "Processes", "Initiator", "State", "Submitted", "Started", "Ended"],
+        rows,
+        full=full,
+        optional=("Started",),
     )
 
 
 def _ps_command(state: int, name: str, doc: str) -> None:
-    def cmd(colony: Colony = "", prvkey: PrvKey = "", count: Count = 100, as_json: Json = False) -> None:
+    def cmd(
+        colony: Colony = "", prvkey: PrvKey = "", count: Count = 100, as_json: Json = False, full: Full = False
+    ) -> None:
         with client(prvkey) as c:
             gs = c.get_processgraphs(colony, state, count) or []
-        show(gs, as_json, lambda xs: _graphs_table(xs, f"{STATES[state].capitalize()} workflows"))
+        show(gs, as_json, lambda xs: _graphs_table(xs, f"{STATES[state].capitalize()} workflows", full))
 
     cmd.__doc__ = doc
     workflow_app.command(name)(cmd)
