@@ -27,9 +27,13 @@ from colonies.model import (
 from colonies.security import Member, initiator_name
 from colonies.server.handlers_processes import new_process, normalize_spec
 from colonies.server.services import Services, new_id
+from colonies.storage.base import GraphMember
 
 _spec_decoder = msgspec.json.Decoder(WorkflowSpec)
-MAX_NODES = 10_000
+# Per workflow, dynamic children included. A graph read grows with both (an edge is ~300 bytes on the
+# wire), and the original's workflows have tens of nodes.
+MAX_NODES = 1_000
+MAX_EDGES = 10_000  # dependency edges (parent → child pairs)
 
 
 def parse_workflow(text: str) -> WorkflowSpec:
@@ -55,6 +59,9 @@ def check_dag(spec: WorkflowSpec) -> list[str]:
         raise BadRequest("duplicate nodename in workflow")
     known = set(names)
     deps = {f.nodename: list(dict.fromkeys(f.conditions.dependencies or [])) for f in specs}
+    edges = sum(len(parents) for parents in deps.values())
+    if edges > MAX_EDGES:
+        raise BadRequest(f"a workflow may have at most {MAX_EDGES} dependency edges (this one has {edges})")
     for node, parents in deps.items():
         for parent in parents:
             if parent not in known:
@@ -120,37 +127,59 @@ def build_graph(s: Services, spec: WorkflowSpec, member: Member | None, signer: 
     return list(by_name.values()), graph
 
 
+def check_growth(members: list[GraphMember], new_edges: int) -> None:
+    """A dynamic child may not take its graph past the limits (400)."""
+    if len(members) + 1 > MAX_NODES:
+        raise BadRequest(f"a workflow may have at most {MAX_NODES} nodes")
+    edges = sum(len(m.parents) for m in members) + new_edges
+    if edges > MAX_EDGES:
+        raise BadRequest(f"a workflow may have at most {MAX_EDGES} dependency edges")
+
+
 _COLORS = {0: ("#000", "#ffd700"), 1: ("#fff", "#1e90ff"), 2: ("#fff", "#2e8b57"), 3: ("#fff", "#dc143c"),
            4: ("#fff", "#808080")}
 
 
-def graph_view(graph: ProcessGraph, processes: list[Process]) -> ProcessGraph:
+def layers(members: list[GraphMember]) -> dict[str, int]:
+    """Each process's layer: 0 for a root, else 1 + its deepest parent (longest path), computed in
+    topological order without recursion. Parents outside the list are ignored; a process on a cycle
+    (which submission and addchild cannot make) stays at layer 0."""
+    ids = {m.processid for m in members}
+    parents = {m.processid: [q for q in dict.fromkeys(m.parents) if q in ids] for m in members}
+    children: dict[str, list[str]] = {pid: [] for pid in ids}
+    for pid, ps in parents.items():
+        for q in ps:
+            children[q].append(pid)
+    waiting = {pid: len(ps) for pid, ps in parents.items()}
+    depth = dict.fromkeys(ids, 0)
+    ready = [pid for pid, n in waiting.items() if n == 0]
+    while ready:
+        pid = ready.pop()
+        for child in children[pid]:
+            depth[child] = max(depth[child], depth[pid] + 1)
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+    return depth
+
+
+def graph_view(graph: ProcessGraph, members: list[GraphMember]) -> ProcessGraph:
     """Fill `nodes` and `edges` (a layered layout, computed at read time) for UIs and pycolonies."""
-    by_id = {p.processid: p for p in processes}
-    depth: dict[str, int] = {}
-
-    def level(pid: str, seen: frozenset[str] = frozenset()) -> int:
-        if pid in depth:
-            return depth[pid]
-        p = by_id.get(pid)
-        parents = [q for q in (p.parents if p else []) if q in by_id and q not in seen]
-        depth[pid] = 0 if not parents else 1 + max(level(q, seen | {pid}) for q in parents)
-        return depth[pid]
-
+    depth = layers(members)
     columns: dict[int, int] = {}
     nodes: list[GraphNode] = []
     edges: list[Edge] = []
-    for p in processes:
-        d = level(p.processid)
+    for p in members:
+        d = depth[p.processid]
         col = columns.get(d, 0)
         columns[d] = col + 1
         color, background = _COLORS.get(p.state, ("#000", "#fff"))
         kind = "input" if not p.parents else ("output" if not p.children else "")
-        nodes.append(GraphNode(id=p.processid, data=NodeData(label=p.spec.nodename),
+        nodes.append(GraphNode(id=p.processid, data=NodeData(label=p.nodename),
                                position=Position(x=col * 200, y=d * 100), type=kind,
                                style=NodeStyle(color=color, background=background)))
-        for child in p.children:
-            edges.append(Edge(id=f"{p.processid}-{child}", source=p.processid, target=child,
-                              animated=p.state == ProcessState.RUNNING))
+        animated = p.state == ProcessState.RUNNING
+        edges.extend(Edge(id=f"{p.processid}-{child}", source=p.processid, target=child, animated=animated)
+                     for child in p.children)
     graph.nodes, graph.edges = nodes, edges
     return graph

@@ -13,11 +13,20 @@ from typing import Any
 import pytest
 
 from colonies.client.core import func_spec
-from colonies.clock import NS
+from colonies.clock import NS, to_datetime
 from colonies.errors import Conflict
-from colonies.model import Colony, Executor, ExecutorState, FunctionSpec, Process, ProcessState, User
+from colonies.model import (
+    Colony,
+    Executor,
+    ExecutorState,
+    FunctionSpec,
+    Process,
+    ProcessGraph,
+    ProcessState,
+    User,
+)
 from colonies.server.handlers_processes import new_process, normalize_spec
-from colonies.storage.base import ClaimRequest, ProcessQuery, Storage
+from colonies.storage.base import ClaimRequest, GraphMember, ProcessQuery, Storage
 from colonies.storage.sqlite import SqliteStorage
 from tests.conftest import PgDatabase
 
@@ -210,3 +219,22 @@ class TestStorageContract:
         assert await backend.claim(req(), T0) is None
         assert await backend.get_process(kept.processid) is not None
         assert await backend.get_colony("keep") is not None
+
+    async def test_graph_members(self, backend: Storage) -> None:
+        """The layout's narrow read: the graph's processes in `processids` order, nothing of others."""
+        a, b, c = (proc(T0 + i, nodename=n) for i, n in enumerate("abc"))
+        a.children, b.parents, c.parents = [b.processid, c.processid], [a.processid], [a.processid]
+        for p in (a, b, c):
+            p.processgraphid = hexid(7)
+        graph = ProcessGraph(processgraphid=hexid(7), colonyname=COLONY, rootprocessids=[a.processid],
+                             submissiontime=to_datetime(T0))
+        await backend.add_processes([a, b, c, proc(T0)], graph)
+        assert await backend.graph_members(hexid(7)) == [
+            GraphMember(a.processid, "a", ProcessState.WAITING, [], [b.processid, c.processid]),
+            GraphMember(b.processid, "b", ProcessState.WAITING, [a.processid], []),
+            GraphMember(c.processid, "c", ProcessState.WAITING, [a.processid], []),
+        ]
+        assert await backend.graph_members(hexid(8)) == []
+        [listed] = await backend.list_graphs(COLONY, -1, 10)
+        assert listed.processids == [a.processid, b.processid, c.processid]
+        assert (listed.nodes, listed.edges) == ([], [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from colonies.errors import BadRequest, Forbidden, NotFound
@@ -10,10 +11,7 @@ from colonies.protocol import messages as m
 from colonies.server.handlers_processes import new_process, normalize_spec
 from colonies.server.handlers_types import Handler
 from colonies.server.services import Services
-from colonies.storage.base import ProcessQuery
-from colonies.workflows import build_graph, graph_view
-
-MAX_GRAPH_VIEW = 10_000
+from colonies.workflows import build_graph, check_growth, graph_view
 
 
 async def submit_workflow(s: Services, signer: str, msg: m.SubmitWorkflowSpecMsg) -> ProcessGraph:
@@ -35,9 +33,11 @@ async def _graph_as_member(s: Services, signer: str, graph_id: str) -> ProcessGr
 
 
 async def with_view(s: Services, graph: ProcessGraph) -> ProcessGraph:
-    processes = await s.storage.list_processes(ProcessQuery(
-        colony=graph.colonyname, processgraphid=graph.processgraphid, count=MAX_GRAPH_VIEW))
-    return graph_view(graph, processes)
+    """The graph with its layout. Reads only what the layout needs (never the processes' args, inputs or
+    outputs); the graph's size is bounded at submission (MAX_NODES, MAX_EDGES)."""
+    members = await s.storage.graph_members(graph.processgraphid)
+    await asyncio.sleep(0)  # the reads and the layout are each bounded; let other requests run between them
+    return graph_view(graph, members)
 
 
 async def get_graph(s: Services, signer: str, msg: m.GetProcessGraphMsg) -> ProcessGraph:
@@ -45,12 +45,14 @@ async def get_graph(s: Services, signer: str, msg: m.GetProcessGraphMsg) -> Proc
 
 
 async def get_graphs(s: Services, signer: str, msg: m.GetProcessGraphsMsg) -> list[ProcessGraph]:
+    """As in the original, the list carries `processids` but no layout (empty `nodes` and `edges`):
+    `getprocessgraphmsg` draws one graph."""
     await s.guard.member(signer, msg.colonyname)
     if not 0 <= msg.count <= 100:
         raise BadRequest("count must be between 0 and 100")
     if not -1 <= msg.state <= 4:
         raise BadRequest("invalid state")
-    return [await with_view(s, g) for g in await s.storage.list_graphs(msg.colonyname, msg.state, msg.count)]
+    return await s.storage.list_graphs(msg.colonyname, msg.state, msg.count)
 
 
 async def remove_graph(s: Services, signer: str, msg: m.RemoveProcessGraphMsg) -> dict[str, Any]:
@@ -92,6 +94,7 @@ async def add_child(s: Services, signer: str, msg: m.AddChildMsg) -> Any:
             raise BadRequest("childprocessid is not in that workflow")
         if child.state != ProcessState.WAITING:
             raise BadRequest("childprocessid has already started")
+    check_growth(await s.storage.graph_members(msg.processgraphid), 2 if msg.childprocessid and not msg.insert else 1)
     spec = normalize_spec(msg.spec, colony=parent.spec.conditions.colonyname)
     if spec.maxexectime == 0:
         spec.maxexectime = -1

@@ -53,6 +53,17 @@ GraphBuilder = Callable[[list[str]], tuple[list[Process], ProcessGraph]]
 
 
 @dataclass(frozen=True)
+class GraphMember:
+    """What a workflow's layout needs of one of its processes (no spec, input or output)."""
+
+    processid: str
+    nodename: str
+    state: int
+    parents: list[str]
+    children: list[str]
+
+
+@dataclass(frozen=True)
 class ProcessQuery:
     colony: str
     state: int = -1  # -1: any
@@ -253,8 +264,12 @@ class Storage(ABC):
         """The graph with `processids` filled (nodes/edges are computed by the handler)."""
 
     @abstractmethod
+    async def graph_members(self, graph_id: str) -> list[GraphMember]:
+        """The graph's processes in `processids` order, narrowly (for the layout and size limits)."""
+
+    @abstractmethod
     async def list_graphs(self, colony: str, state: int, count: int) -> list[ProcessGraph]:
-        """Newest first; state -1 means any."""
+        """Newest first; state -1 means any; `processids` filled (nodes/edges left empty)."""
 
     @abstractmethod
     async def remove_graph(self, graph_id: str) -> None:

@@ -13,6 +13,7 @@ from asyncpg import Connection as Con  # type: ignore[import-untyped,unused-igno
 
 from colonies.model import Process, ProcessGraph
 from colonies.storage import rows
+from colonies.storage.base import GraphMember
 from colonies.storage.postgres_base import PostgresBase
 
 T = TypeVar("T")
@@ -22,6 +23,10 @@ def _js(obj: Any) -> str:
     return rows.dumps(obj).decode()
 
 
+# The second term lets the planner use the partial index processes_by_graph (without it, a scan).
+_IN_GRAPH = "processgraph_id = $1 AND processgraph_id != ''"
+
+
 class PostgresWorkflowsMixin(PostgresBase):
     async def get_graph(self, graph_id: str) -> ProcessGraph | None:
         row = await self._one(f"SELECT {rows.GRAPH_COLS} FROM processgraphs WHERE processgraph_id = $1", graph_id)
@@ -29,7 +34,12 @@ class PostgresWorkflowsMixin(PostgresBase):
 
     async def _graph_pids(self, graph_id: str) -> list[str]:
         return [r[0] for r in await self._all(
-            "SELECT process_id FROM processes WHERE processgraph_id = $1 ORDER BY submission_time, seq", graph_id)]
+            f"SELECT process_id FROM processes WHERE {_IN_GRAPH} ORDER BY submission_time, seq", graph_id)]
+
+    async def graph_members(self, graph_id: str) -> list[GraphMember]:
+        return [GraphMember(r[0], r[1] or "", r[2], rows.strs(r[3]), rows.strs(r[4])) for r in await self._all(
+            "SELECT process_id, spec::json->>'nodename', state, parents, children FROM processes"
+            f" WHERE {_IN_GRAPH} ORDER BY submission_time, seq", graph_id)]
 
     async def list_graphs(self, colony: str, state: int, count: int) -> list[ProcessGraph]:
         if state >= 0:
@@ -47,7 +57,7 @@ class PostgresWorkflowsMixin(PostgresBase):
     async def _delete_graphs(self, con: Con, where: str, args: tuple[Any, ...]) -> None:
         ids = [r[0] for r in await con.fetch(f"SELECT processgraph_id FROM processgraphs WHERE {where}", *args)]
         for gid in ids:
-            await self._delete_processes(con, "processgraph_id = $1", (gid,))
+            await self._delete_processes(con, _IN_GRAPH, (gid,))
             await con.execute("DELETE FROM processgraphs WHERE processgraph_id = $1", gid)
 
     async def remove_all_graphs(self, colony: str, state: int) -> None:
@@ -61,7 +71,7 @@ class PostgresWorkflowsMixin(PostgresBase):
         async def tx(con: Con) -> list[Process]:
             await self._lock_graph(con, graph_id)
             victims = [r[0] for r in await con.fetch(
-                "SELECT process_id FROM processes WHERE processgraph_id = $1 AND state IN (0, 1)"
+                f"SELECT process_id FROM processes WHERE {_IN_GRAPH} AND state IN (0, 1)"
                 " ORDER BY seq FOR UPDATE", graph_id)]
             for pid in victims:
                 await con.execute("UPDATE processes SET state = 4, end_time = $1, exec_deadline = 0"
@@ -138,7 +148,7 @@ class PostgresWorkflowsMixin(PostgresBase):
         await self._update_graph_state(con, graph_id, now)
 
     async def _update_graph_state(self, con: Con, graph_id: str, now: int) -> None:
-        states = [r[0] for r in await con.fetch("SELECT state FROM processes WHERE processgraph_id = $1", graph_id)]
+        states = [r[0] for r in await con.fetch(f"SELECT state FROM processes WHERE {_IN_GRAPH}", graph_id)]
         new = rows.graph_state(states)
         old = await con.fetchval("SELECT state FROM processgraphs WHERE processgraph_id = $1", graph_id)
         if old is None or old == new:
@@ -176,7 +186,7 @@ class PostgresWorkflowsMixin(PostgresBase):
                     changed.append(child)
         elif children:
             victims = [r[0] for r in await con.fetch(
-                "SELECT process_id FROM processes WHERE processgraph_id = $1 AND state IN (0, 1)"
+                f"SELECT process_id FROM processes WHERE {_IN_GRAPH} AND state IN (0, 1)"
                 " ORDER BY seq", graph_id)]
             for victim in victims:
                 await con.execute("UPDATE processes SET state = 3, exec_deadline = 0 WHERE process_id = $1", victim)
