@@ -96,16 +96,16 @@ def workflow(*nodes: tuple[str, list[str]], colony: str = COLONY) -> str:
 # -- schedule computation ---------------------------------------------------------------------------------
 def test_cron_validation() -> None:
     with pytest.raises(BadRequest):
-        cron.validate(0, "", False)
+        cron.validate(0, "", False, T0)
     with pytest.raises(BadRequest):
-        cron.validate(-1, "0 * * * * *", True)  # random only with an interval
+        cron.validate(-1, "0 * * * * *", True, T0)  # random only with an interval
     with pytest.raises(BadRequest):
-        cron.validate(-1, "* * * * *", False)  # 5 fields: seconds are mandatory
+        cron.validate(-1, "* * * * *", False, T0)  # 5 fields: seconds are mandatory
     for bad in ("@every", "@every 5x", "61 * * * * *", "TZ=No/Where 0 * * * * *", "0 0 0 30 2 *"):
         with pytest.raises(BadRequest):
             cron.parse(bad)
-    cron.validate(10, "", True)
-    cron.validate(-1, "@every 1h30m", False)
+    cron.validate(10, "", True, T0)
+    cron.validate(-1, "@every 1h30m", False, T0)
 
 
 def test_next_run() -> None:

@@ -1,4 +1,4 @@
-"""One runner for the periodic steps: names its tasks, survives a failing step and logs it."""
+"""One runner for the periodic steps: names its tasks, survives a failing step (or item) and logs it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,24 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from colonies.errors import ColoniesError
+
 log = logging.getLogger("colonies.loops")
 
 Step = Callable[[int], Awaitable[None]]
+
+
+async def isolated(what: str, action: Awaitable[object]) -> bool:
+    """Run one item of a step (one cron, one generator): a failure is logged and reported as False, so
+    the step goes on with the next item. A protocol error is a warning; anything else is a bug (traceback)."""
+    try:
+        await action
+        return True
+    except ColoniesError as exc:
+        log.warning("%s failed: %s", what, exc.message)
+    except Exception:
+        log.exception("%s failed", what)
+    return False
 
 
 @dataclass

@@ -2,6 +2,10 @@
 
 Firing is shared with the `runcronmsg` handler. Every fire is one storage transaction (consume the args
 or move the cron on, and insert the workflow), so a crash never loses or repeats one.
+
+Each cron and generator is isolated: one that fails (say a row stored before add-time validation bounded
+its values) is logged and held back for RETRY_S, a cron's `nextrun` also moved past that, while every
+other one, in every colony, keeps firing.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from colonies import cron as schedule
 from colonies.clock import NS, ZERO_TIME
 from colonies.cron import to_ns
 from colonies.errors import ColoniesError
+from colonies.loops.runner import isolated
 from colonies.model import FINAL_STATES, Cron, Generator, Process, ProcessGraph, User, WorkflowSpec
 from colonies.security import Member
 from colonies.server.services import Services
@@ -22,6 +27,14 @@ from colonies.workflows import MAX_NODES, build_graph, parse_workflow
 log = logging.getLogger("colonies.loops")
 _rng = random.Random()
 MAX_FIRES_PER_TICK = 1000  # per generator; the rest waits for the next tick
+RETRY_S = 60  # a cron or generator that failed is tried again after this, not on every tick
+_held: dict[str, int] = {}  # "cron:<id>" / "generator:<id>" → retry time (ns); per process: a new leader retries
+
+
+def _forget_expired(now: int) -> None:
+    """Every pass starts with this, so a held key is one still held back (and removed items go)."""
+    for key in [k for k, until in _held.items() if now >= until]:
+        del _held[key]
 
 
 def _initiator(initiator_id: str, initiator_name: str) -> tuple[Member | None, str]:
@@ -68,14 +81,20 @@ async def fire_generator(s: Services, g: Generator, count: int, now: int) -> lis
     return processes
 
 
+async def _fire_due(s: Services, g: Generator, now: int) -> None:
+    for count in due_batches(g, now):
+        if not await fire_generator(s, g, count, now):
+            break
+
+
 async def generators(s: Services, now: int) -> None:
+    _forget_expired(now)
     for g in await s.storage.generators_due():
-        try:
-            for count in due_batches(g, now):
-                if not await fire_generator(s, g, count, now):
-                    break
-        except ColoniesError as exc:
-            log.warning("generator %s/%s did not fire: %s", g.colonyname, g.name, exc.message)
+        key = f"generator:{g.generatorid}"
+        if key in _held:
+            continue
+        if not await isolated(f"generator {g.colonyname}/{g.name} ({g.generatorid})", _fire_due(s, g, now)):
+            _held[key] = now + RETRY_S * NS  # its args stay queued
 
 
 # -- crons --------------------------------------------------------------------------------------------------
@@ -120,16 +139,33 @@ async def fire_cron(s: Services, c: Cron, now: int) -> bool:
     return True
 
 
+async def _cron_due(s: Services, c: Cron, now: int) -> None:
+    if c.nextrun == ZERO_TIME:
+        await s.storage.set_cron_next(c.cronid, next_run(c, now))
+    else:
+        await fire_cron(s, c, now)
+
+
+def _retry_at(c: Cron, now: int) -> int:
+    """After a failure: the next scheduled run, but not sooner than RETRY_S (nor ever out of range)."""
+    retry = now + RETRY_S * NS
+    try:
+        return max(next_run(c, now), retry)
+    except ColoniesError:
+        return retry
+
+
 async def crons(s: Services, now: int) -> None:
-    """A cron without a `nextrun` only gets one; a cron whose `nextrun` has passed fires."""
+    """A cron without a `nextrun` only gets one; a cron whose `nextrun` has passed fires. A cron that
+    fails skips this run: its `nextrun` moves to `_retry_at`."""
+    _forget_expired(now)
     for c in await s.storage.crons_due(now):
-        try:
-            if c.nextrun == ZERO_TIME:
-                await s.storage.set_cron_next(c.cronid, next_run(c, now))
-            else:
-                await fire_cron(s, c, now)
-        except ColoniesError as exc:
-            log.warning("cron %s/%s did not fire: %s", c.colonyname, c.name, exc.message)
+        key, what = f"cron:{c.cronid}", f"cron {c.colonyname}/{c.name} ({c.cronid})"
+        if key in _held:
+            continue
+        if not await isolated(what, _cron_due(s, c, now)):
+            _held[key] = now + RETRY_S * NS  # also covers a failing postponement
+            await isolated(f"postponing {what}", s.storage.set_cron_next(c.cronid, _retry_at(c, now)))
 
 
 # -- retention ------------------------------------------------------------------------------------------------

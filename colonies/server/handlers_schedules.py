@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from colonies import cron as schedule
 from colonies.clock import NS
 from colonies.errors import BadRequest, Forbidden, NotFound
 from colonies.loops import schedules as loops
-from colonies.model import Cron, Executor, Generator, Log, ProcessState, WorkflowSpec
+from colonies.model import Cron, Executor, FunctionSpec, Generator, Log, ProcessState, WorkflowSpec
 from colonies.protocol import messages as m
+from colonies.resources import parse_mem
 from colonies.security import Member, initiator_name
+from colonies.server.handlers_processes import MAX_ARGS, MAX_DURATION_S
 from colonies.server.handlers_types import Handler
 from colonies.server.services import Services, check_name, new_id
 from colonies.workflows import build_graph, parse_workflow
@@ -28,13 +32,42 @@ def _count(count: int) -> int:
     return min(count, MAX_LIST) if count > 0 else 100
 
 
+INT64 = 2**63
+MAX_TRIGGER = MAX_ARGS  # a generator's workflow gets `trigger` args, as many as a submit may carry
+_FREE_JSON = {"args", "kwargs", "fs"}  # stored as JSON text, read as JSON numbers: any size fits
+
+
+def _out_of_range(spec: FunctionSpec) -> str | None:
+    """The first integer field of a (normalised) function spec that a storage column cannot hold."""
+    try:
+        if parse_mem(spec.conditions.mem) >= INT64:  # normalised to "<n>Mi"; storage keeps bytes
+            return "conditions.mem"
+    except BadRequest:  # so large that its normalised form has too many digits to read back
+        return "conditions.mem"
+    stack: list[tuple[str, object]] = [("", msgspec.to_builtins(spec))]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{path}{k}.", v) for k, v in value.items() if k not in _FREE_JSON or path)
+        elif isinstance(value, list):
+            stack.extend((path, v) for v in value)
+        elif isinstance(value, int) and not isinstance(value, bool) and not -INT64 <= value < INT64:
+            return path.rstrip(".")
+    return None
+
+
 def _check_workflow(s: Services, text: str, colony: str, member: Member, signer: str) -> None:
-    """The stored spec must parse, be a DAG of valid function specs, and stay in the colony."""
+    """The stored spec must parse, be a DAG of function specs that a submit would accept, stay in the
+    colony, and fit storage when it fires (a value that only fails then would fail every tick)."""
     spec: WorkflowSpec = parse_workflow(text)
     if spec.colonyname and spec.colonyname != colony:
         raise BadRequest(f"the workflow spec is for colony {spec.colonyname}, not {colony}")
     spec.colonyname = colony
-    build_graph(s, spec, member, signer, s.now())  # a dry run: raises 400 on anything invalid
+    processes, _ = build_graph(s, spec, member, signer, s.now())  # a dry run: 400 on anything invalid
+    for p in processes:
+        field = _out_of_range(p.spec)
+        if field is not None:
+            raise BadRequest(f"workflowspec: {field} of function spec {p.spec.nodename} is out of range")
 
 
 # -- generators -----------------------------------------------------------------------------------------------
@@ -42,10 +75,10 @@ async def add_generator(s: Services, signer: str, msg: m.AddGeneratorMsg) -> Gen
     g = msg.generator
     member = await s.guard.member(signer, g.colonyname)
     check_name(g.name, "generator name")
-    if g.trigger < 1:
-        raise BadRequest("trigger must be at least 1")
-    if g.timeout < 0:
-        raise BadRequest("timeout must not be negative")
+    if not 1 <= g.trigger <= MAX_TRIGGER:
+        raise BadRequest(f"trigger must be between 1 and {MAX_TRIGGER}")
+    if abs(g.timeout) > MAX_DURATION_S:  # 0 or less: no timeout, stored as sent (as the original)
+        raise BadRequest(f"timeout must be within ±{MAX_DURATION_S} seconds (0 or less: no timeout)")
     _check_workflow(s, g.workflowspec, g.colonyname, member, signer)
     stored = Generator(generatorid=new_id(), initiatorid=signer, initiatorname=initiator_name(member),
                        colonyname=g.colonyname, name=g.name, workflowspec=g.workflowspec, trigger=g.trigger,
@@ -106,7 +139,7 @@ async def add_cron(s: Services, signer: str, msg: m.AddCronMsg) -> Cron:
     c = msg.cron
     member = await s.guard.member(signer, c.colonyname)
     check_name(c.name, "cron name")
-    schedule.validate(c.interval, c.cronexpression, c.random)
+    schedule.validate(c.interval, c.cronexpression, c.random, s.now())
     _check_workflow(s, c.workflowspec, c.colonyname, member, signer)
     stored = Cron(cronid=new_id(), initiatorid=signer, initiatorname=initiator_name(member),
                   colonyname=c.colonyname, name=c.name, cronexpression=c.cronexpression, interval=c.interval,
