@@ -30,6 +30,8 @@ def cli_env(server: ServerProc, colony: ColonyKeys, **extra: str) -> dict[str, s
             "COLONIES_LOG_LEVEL": "INFO",
             "COLUMNS": "250",
             "PYTHONPATH": str(ROOT),
+            # identities kept by `executor run` without a key stay in the test's directory
+            "XDG_STATE_HOME": str(server.db_path.parent / "xdg-state"),
             **extra,
         }
     )

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from colonies.client.core import func_spec
-from colonies.executor import Executor, _Sink
+from colonies.executor import Executor
+from colonies.executors.running import ProcessRun
+from colonies.model import Process
 from colonies.protocol.crypto import generate_prvkey, id_of
 from tests.conftest import ColonyKeys, ServerProc
 from tests.kit_support import (
@@ -224,22 +226,25 @@ def test_command_executor_runs_only_allowed_commands_with_argv(
 
 
 async def test_quiet_long_job_sends_heartbeats_and_output_batches() -> None:
+    key = generate_prvkey()
+
     class Recorder:
         def __init__(self) -> None:
             self.calls: list[tuple[str, str]] = []
 
-        async def get_process(self, process_id: str) -> None:
+        async def get_process(self, process_id: str) -> Process:
             self.calls.append(("heartbeat", process_id))
+            return Process(processid=process_id, state=1, assignedexecutorid=id_of(key))
 
         async def add_log(self, process_id: str, message: str) -> None:
             self.calls.append(("log", message))
 
     rec = Recorder()
     fake: Any = rec
-    ex = Executor(colony="c", prvkey=generate_prvkey(), name="n", client=fake, heartbeat=0.05)
-    sink = _Sink()
-    sink.write("hello\nwor")
-    pump = asyncio.create_task(ex._pump("p1", sink))
+    ex = Executor(colony="c", prvkey=key, name="n", client=fake, heartbeat=0.05)
+    run = ProcessRun(ex, Process(processid="p1"), None)
+    run.sink.write("hello\nwor")
+    pump = asyncio.create_task(run._pump())
     try:
         for _ in range(400):  # bounded: at most ~4 s
             if sum(kind == "heartbeat" for kind, _ in rec.calls) >= 2:
@@ -250,7 +255,8 @@ async def test_quiet_long_job_sends_heartbeats_and_output_batches() -> None:
         await asyncio.gather(pump, return_exceptions=True)
     assert rec.calls[0] == ("log", "hello\n")  # whole lines first; "wor" waits for the final flush
     assert [c for c in rec.calls if c[0] == "heartbeat"][:2] == [("heartbeat", "p1")] * 2
-    assert sink.take(final=True) == ["wor"]
+    assert not run.stopped.is_set()  # still RUNNING here under this attempt
+    assert run.sink.take(final=True) == ["wor"]
 
 
 def test_an_approved_executor_runs_without_the_owner_key(

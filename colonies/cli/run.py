@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from colonies.executors import Executor
 
 
 def executor_run(
@@ -20,7 +24,8 @@ def executor_run(
         typer.Option(
             "--prvkey",
             envvar="COLONIES_EXECUTOR_PRVKEY",
-            help="The executor's key (a new one is made if --colony-prvkey is given and this is not).",
+            help="The executor's key; without one, the key kept in --state-dir (made and kept there on the "
+            "first run with --colony-prvkey).",
         ),
     ] = "",
     colony_prvkey: Annotated[
@@ -39,13 +44,26 @@ def executor_run(
     heartbeat: Annotated[
         float, typer.Option("--heartbeat", help="Seconds between signs of life while a process runs.")
     ] = 0,
+    watch: Annotated[
+        float,
+        typer.Option("--watch", help="Seconds between checks that a running process was not cancelled."),
+    ] = 0,
+    state_dir: Annotated[
+        str,
+        typer.Option(
+            "--state-dir",
+            envvar="COLONIES_EXECUTOR_STATE_DIR",
+            help="Where the executor keeps its identity when no key is given "
+            "[default: $XDG_STATE_HOME/colonies/executors/<colony>/<name>].",
+        ),
+    ] = "",
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when no work is left.")] = False,
 ) -> None:
     """Serve the functions a module declares with `colonies.Executor`, or an allowlist of commands.
 
-    On SIGTERM/SIGINT it stops pulling, finishes the processes it runs, and exits.
+    On SIGTERM/SIGINT it stops pulling, finishes the processes it runs, and exits. Without a key, the
+    executor's identity (key and name) is kept in a state directory and reused on the next run.
     """
-    import logging
     import os
 
     from colonies.cli.common import TARGET, CLIError
@@ -74,14 +92,42 @@ def executor_run(
         tls=TARGET.tls,
         slots=slots or None,
         heartbeat=heartbeat or None,
+        watch=watch or None,
     )
     if not ex.colony:
         raise CLIError("no colony: set COLONIES_COLONY_NAME or pass --colonyname")
-    if not ex.prvkey and not colony_prvkey:
-        raise CLIError(
-            "no executor key: set COLONIES_EXECUTOR_PRVKEY (an approved executor's), or give the "
-            "colony owner's key (COLONIES_COLONY_PRVKEY) to add and approve a new one"
-        )
     if not ex.functions:
         raise CLIError(f"{target or commands} declares no functions")
-    ex.run(until_idle=until_idle, colony_prvkey=colony_prvkey)
+    if ex.prvkey:
+        ex.run(until_idle=until_idle, colony_prvkey=colony_prvkey)
+        return
+    _run_with_state(ex, state_dir, colony_prvkey, until_idle)
+
+
+def _run_with_state(ex: Executor, state_dir: str, colony_prvkey: str, until_idle: bool) -> None:
+    """No key given: run with the identity kept in the state directory (made there on a first run)."""
+    import os
+    from pathlib import Path
+
+    from colonies.cli.common import CLIError
+    from colonies.executors import state
+
+    path = Path(state_dir).expanduser() if state_dir else None
+    if not ex.name:
+        ex.name = (state.stored_name(path) if path else "") or state.default_name(ex.executortype)
+    path = path or state.default_dir(ex.colony, ex.name, os.environ)
+    if not colony_prvkey and not (path / state.KEY_FILE).exists():
+        raise CLIError(
+            "no executor key: set COLONIES_EXECUTOR_PRVKEY (an approved executor's), or give the colony "
+            f"owner's key (COLONIES_COLONY_PRVKEY) to add and approve one; it is then kept in {path} and reused"
+        )
+    try:
+        with state.Identity(path) as identity:
+            ex.prvkey = identity.key(create=True)
+            identity.record(ex.colony, ex.name, ex.executortype, ex.prvkey)
+            logging.getLogger("colonies.executor").info(
+                "%s identity %s… in %s", "new" if identity.created else "reusing", ex.executor_id[:12], path
+            )
+            ex.run(until_idle=until_idle, colony_prvkey=colony_prvkey)
+    except state.StateError as exc:
+        raise CLIError(str(exc)) from None

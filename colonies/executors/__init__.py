@@ -1,0 +1,21 @@
+"""The executor kit: write an executor in a few lines (see kit.py), run it with `colonies executor run`.
+
+    kit.py        Executor: declare functions, register, pull with slots, drain on SIGTERM
+    running.py    one assignment: deadline, cancel detection, retries, the attempt fence, reporting
+    functions.py  how args, kwargs and parents' outputs become a call; type-hint conversion
+    context.py    Context, the running function's view of its process
+    retry.py      RetryPolicy
+    capture.py    print/logging output of a running function to its process log
+    state.py      an executor's identity kept in a state directory across restarts
+    loader.py     load_executor("module:object")
+"""
+
+from __future__ import annotations
+
+from colonies.executors.context import Cancelled, Context
+from colonies.executors.functions import ArgumentError
+from colonies.executors.kit import Executor
+from colonies.executors.loader import load_executor
+from colonies.executors.retry import RetryPolicy
+
+__all__ = ["ArgumentError", "Cancelled", "Context", "Executor", "RetryPolicy", "load_executor"]

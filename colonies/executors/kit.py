@@ -1,0 +1,291 @@
+"""The executor kit's core: declare functions, register, pull work with slots, drain on SIGTERM.
+
+    ex = Executor(colony="dev", prvkey=key, name="worker-1", executortype="python")
+
+    @ex.function
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    ex.run()   # until SIGTERM/SIGINT
+
+`run()` pulls with `slots` concurrent long-polls and hands each assigned process to a `ProcessRun`
+(colonies/executors/running.py): it runs the function (sync functions in a thread of their own), with
+retries, its deadline, cancel detection, and output capture, then closes the process with the return
+value as output (a list or tuple is the output list), or fails it. On SIGTERM/SIGINT the executor
+stops pulling, lets running work finish, then exits.
+
+`colonies executor run module[:object]` loads an Executor from a module and fills in whatever it left
+empty (colony, key, name, type, server) from flags and COLONIES_* variables; see `configure()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from colonies.client.asyncio import AsyncClient
+from colonies.errors import ClientError
+from colonies.executors.capture import install_capture
+from colonies.executors.functions import FunctionDef
+from colonies.executors.retry import RetryPolicy, as_policy
+from colonies.executors.running import ProcessRun
+from colonies.model import Process
+from colonies.protocol.crypto import generate_prvkey, id_of
+
+log = logging.getLogger("colonies.executor")
+
+
+class Executor:
+    def __init__(
+        self,
+        colony: str = "",
+        prvkey: str = "",
+        name: str = "",
+        executortype: str = "",
+        host: str | None = None,
+        port: int | None = None,
+        tls: bool | None = None,
+        slots: int = 1,
+        poll_timeout: int = 10,
+        client: AsyncClient | None = None,
+        heartbeat: float = 60.0,
+        capture_output: bool = True,
+        watch: float = 5.0,
+        stop_grace: float = 5.0,
+    ) -> None:
+        self.colony = colony
+        self.prvkey = prvkey
+        self.name = name
+        self.executortype = executortype or "python"
+        self._type_given = bool(executortype)
+        self.slots = max(1, slots)
+        self.poll_timeout = poll_timeout
+        self.heartbeat = heartbeat
+        self.watch = watch  # seconds between reads of a running process (cancel/re-queue detection)
+        self.stop_grace = stop_grace  # how long a cancelled async function may take to clean up
+        self.capture_output = capture_output
+        self.host, self.port, self.tls = host, port, tls
+        self._client = client
+        self.functions: dict[str, Callable[..., Any]] = {}
+        self.defs: dict[str, FunctionDef] = {}
+        self._stopping: asyncio.Event | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self.completed = 0
+        self.failed = 0
+        self.dropped = 0  # results not reported: the process was stopped, or the server refused them
+
+    @property
+    def executor_id(self) -> str:
+        return id_of(self.prvkey)
+
+    # -- declaring functions ----------------------------------------------------------------------------
+    def function(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | int | None = None,
+        parents: str = "positional",
+    ) -> Any:
+        """Decorator: serve `fn` under its name (or `name`).
+
+        `retry`: a RetryPolicy (or a number of retries) for exceptions the function raises.
+        `parents`: "positional" (default: a workflow child's parents' outputs come first in its args)
+        or "kwargs" (each parent's output as a keyword argument named by the parent's node).
+        """
+        policy = as_policy(retry)
+
+        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+            fname = name or f.__name__
+            self.defs[fname] = FunctionDef.of(f, fname, policy, parents)
+            self.functions[fname] = f
+            return f
+
+        return register(fn) if fn is not None else register
+
+    # -- configuration ----------------------------------------------------------------------------------
+    def configure(
+        self,
+        *,
+        colony: str = "",
+        prvkey: str = "",
+        name: str = "",
+        executortype: str = "",
+        host: str | None = None,
+        port: int | None = None,
+        tls: bool | None = None,
+        slots: int | None = None,
+        heartbeat: float | None = None,
+        watch: float | None = None,
+    ) -> Executor:
+        """Fill in what the executor left empty; `slots`, `heartbeat` and `watch`, when given, override."""
+        self.colony = self.colony or colony
+        self.prvkey = self.prvkey or prvkey
+        self.name = self.name or name
+        if not self._type_given and executortype:
+            self.executortype, self._type_given = executortype, True
+        self.host = self.host if self.host is not None else host
+        self.port = self.port if self.port is not None else port
+        self.tls = self.tls if self.tls is not None else tls
+        if slots:
+            self.slots = max(1, slots)
+        if heartbeat:
+            self.heartbeat = heartbeat
+        if watch:
+            self.watch = watch
+        return self
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    @property
+    def client(self) -> AsyncClient:
+        if self._client is None:
+            self._client = AsyncClient(
+                self.host or "127.0.0.1", self.port or 50080, prvkey=self.prvkey, tls=bool(self.tls)
+            )
+        return self._client
+
+    async def register(self, colony_prvkey: str) -> None:
+        """Add this executor to the colony and approve it, signing with the colony owner's key."""
+        if not self.prvkey:
+            self.prvkey = generate_prvkey()  # a fresh identity, made known by the owner below
+        if not self.name:
+            self.name = f"{self.executortype}-{socket.gethostname()}-{secrets.token_hex(3)}"
+        owner = self.client.with_key(colony_prvkey)
+        try:
+            await owner.add_executor(self.colony, self.executor_id, self.name, self.executortype)
+        except ClientError as exc:
+            if "already exists" not in exc.message:
+                raise
+            # Owners are not members (protocol §2), so look with this executor's own key: any
+            # registered executor, pending included, may list the colony's executors.
+            try:
+                listed = await self.client.get_executors(self.colony) or []
+            except ClientError:
+                listed = []  # our key is not registered there: the name belongs to another key
+            existing = next((e for e in listed if e.executorname == self.name), None)
+            if existing is None or existing.executorid != self.executor_id:
+                raise ClientError(
+                    409,
+                    f"executor name {self.name!r} is taken by another key in colony "
+                    f"{self.colony}; choose another name",
+                ) from None
+            if existing.executortype != self.executortype:
+                raise ClientError(
+                    409,
+                    f"executor {self.name!r} is registered with type {existing.executortype!r}, "
+                    f"not {self.executortype!r}; choose another name or key",
+                ) from None
+        await owner.approve_executor(self.colony, self.name)
+
+    async def announce(self) -> None:
+        """Register the declared function names (informational, with per-function statistics)."""
+        try:
+            me = await self.client.get_executor_by_id(self.colony, self.executor_id)
+        except ClientError as exc:
+            raise ClientError(
+                exc.status,
+                f"executor {self.executor_id[:12]}… is not an approved member of colony "
+                f"{self.colony}: add it (colonies executor add --approve), or give the "
+                f"colony owner's key ({exc.message})",
+            ) from None
+        self.name = me.executorname
+        known = {f.funcname for f in await self.client.get_functions(self.colony, self.name) or []}
+        for fname in self.functions:
+            if fname not in known:
+                await self.client.add_function(self.colony, self.name, fname)
+
+    def stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def run_async(self, until_idle: bool = False, colony_prvkey: str = "") -> None:
+        """Pull and run work until `stop()`; with `until_idle`, return once no work is left.
+
+        With `colony_prvkey`, add and approve this executor first (see `register`).
+        """
+        self._stopping = asyncio.Event()
+        if colony_prvkey:
+            await self.register(colony_prvkey)
+        if not self.prvkey:
+            raise ValueError(
+                "the executor has no private key: give one, or the colony owner's key to make one"
+            )
+        if self.capture_output:
+            install_capture()
+        await self.announce()
+        log.info(
+            "executor %s (%s) serving %s in colony %s with %d slot(s)",
+            self.name,
+            self.executortype,
+            ", ".join(sorted(self.functions)),
+            self.colony,
+            self.slots,
+        )
+        workers = [asyncio.create_task(self._slot(until_idle), name=f"slot-{i}") for i in range(self.slots)]
+        stopper = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
+            if until_idle:
+                await asyncio.gather(*workers)
+        finally:
+            self._stopping.set()
+            for w in workers:
+                w.cancel()  # cancels idle long-polls; running work is shielded below
+            await asyncio.gather(*workers, return_exceptions=True)
+            stopper.cancel()
+            if self._running:
+                log.info("waiting for %d running process(es) to finish", len(self._running))
+                await asyncio.gather(*self._running, return_exceptions=True)
+
+    def run(self, until_idle: bool = False, colony_prvkey: str = "") -> None:
+        """Blocking entry point with SIGTERM/SIGINT handling."""
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(sig, self._on_signal)
+                except (NotImplementedError, RuntimeError):
+                    pass
+            try:
+                await self.run_async(until_idle=until_idle, colony_prvkey=colony_prvkey)
+            finally:
+                await self.client.aclose()
+
+        asyncio.run(main())
+
+    def _on_signal(self) -> None:
+        log.info("stopping: finishing running work, pulling no more")
+        self.stop()
+
+    # -- the pull loop ----------------------------------------------------------------------------------
+    async def _slot(self, until_idle: bool) -> None:
+        assert self._stopping is not None
+        while not self._stopping.is_set():
+            try:
+                process = await self.client.assign(self.colony, -1 if until_idle else self.poll_timeout)
+            except ClientError as exc:
+                if exc.status == 404:
+                    if until_idle:
+                        return
+                    continue
+                log.warning("assign failed: %s", exc)
+                await asyncio.sleep(1)
+                continue
+            except Exception as exc:  # noqa: BLE001 - connection trouble: back off and retry
+                log.warning("assign failed: %s", exc)
+                await asyncio.sleep(1)
+                continue
+            # Running work is shielded: a stop lets it finish and report (run_async awaits it).
+            task = asyncio.ensure_future(self._execute(process))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            await asyncio.shield(task)
+
+    async def _execute(self, p: Process) -> None:
+        await ProcessRun(self, p, self.defs.get(p.spec.funcname)).run()
