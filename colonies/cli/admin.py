@@ -53,7 +53,7 @@ def database_create() -> None:
         asyncio.run(create())
     except (OSError, ValueError) as exc:
         raise CLIError(f"cannot create the database ({where}): {exc}") from None
-    dialect = "sqlite" if where.startswith("SQLite") else "postgres"
+    dialect = "sqlite" if where.startswith("SQLite") else "postgresql"
     typer.echo(f"Database ready: {where}, schema version {latest_version(dialect)}")
     if not config.server_id:
         typer.echo("COLONIES_SERVER_ID is not set: the server owner is stored at the first `server start`",
