@@ -1,6 +1,8 @@
 """Colonies in Python: a zero-trust, pull-based meta-orchestrator.
 
-The public SDK: `Client`, `AsyncClient`, `Executor`, `func_spec`, and key helpers.
+The public SDK: `Client`, `AsyncClient`, `Executor`, `func_spec`, key helpers, and the errors a client
+call raises: `ClientError` (the server refused; `status` is its HTTP status) and its subclass
+`TransportError` (no reply, status 0).
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["AsyncClient", "Client", "Executor", "func_spec", "generate_prvkey", "id_of"]
+__all__ = ["AsyncClient", "Client", "ClientError", "Executor", "TransportError", "func_spec", "generate_prvkey",
+           "id_of"]
 
 if TYPE_CHECKING:
     from colonies.client import AsyncClient, Client, func_spec
+    from colonies.errors import ClientError, TransportError
     from colonies.executor import Executor
     from colonies.protocol.crypto import generate_prvkey, id_of
 
@@ -27,6 +31,10 @@ def __getattr__(name: str) -> Any:
         from colonies.executor import Executor
 
         return Executor
+    if name in ("ClientError", "TransportError"):
+        from colonies import errors
+
+        return getattr(errors, name)
     if name in ("generate_prvkey", "id_of"):
         from colonies.protocol import crypto
 

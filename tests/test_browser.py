@@ -170,3 +170,39 @@ def test_dashboard_watches_a_workflow_run_to_completion(dashboard_server: Server
     assert sorted(outputs["report"][:2]) == hashes and outputs["report"][2] == "done"
     for name in ("dashboard-workflow.png", "dashboard-process.png", "dashboard-phone.png"):
         assert (SCREENSHOTS / name).stat().st_size > 5000
+
+
+def test_dashboard_sign_in_nav_paging_and_audit_layout(dashboard_server: ServerProc) -> None:
+    """The nav hides while signed out; the key is kept for the tab only when asked ("remember", off by
+    default); the process list pages through a state with "N of M" (M from the colony's counts, the
+    server lists at most 100 per state); a long error in the audit trail wraps inside its card."""
+    browser_tools()
+    srv = dashboard_server
+    keys = setup_colony(srv, "ux")
+    long_error = "E" * 600 + " then a long sentence of words that should wrap in the detail column " * 6
+    with srv.client(keys.user_prvkey) as user, srv.client(keys.executor_prvkey) as executor:
+        for i in range(105):  # nobody serves this type: they stay waiting
+            user.submit(func_spec("noop", keys.name, "nobody", args=[i]))
+        failed = user.submit(func_spec("boom", keys.name, keys.executor_type))
+        assert executor.assign(keys.name, timeout=5).processid == failed.processid
+        executor.fail(failed.processid, [long_error])
+        result = drive("dashboard-ux", {"url": srv.url, "colony": keys.name, "userKey": keys.user_prvkey,
+                                        "pagedState": 0, "typeFilter": keys.executor_type,
+                                        "failedid": failed.processid}, timeout=80)
+    assert result["pageErrors"] == []
+    assert (result["navSignedOut"], result["navAfterReloadWithout"], result["navAfterSignOut"]) == (False,) * 3
+    assert result["navSignedIn"] is True
+    assert result["rememberDefault"] is False
+    assert (result["storedWithout"], result["signedInAfterReloadWithout"]) == (0, False)
+    assert (result["storedWith"], result["signedInAfterReloadWith"]) == (1, True)
+    assert result["storedAfterSignOut"] == 0
+    pages = result["pages"]
+    assert [p["text"] for p in pages] == [f"{a}–{a + 19} of 105" for a in range(1, 101, 20)]
+    assert [p["rows"] for p in pages] == [20] * 5 and [p["next"] for p in pages] == [True] * 4 + [False]
+    assert pages[0]["prev"] is False and pages[-1]["prev"] is True
+    assert "100" in pages[-1]["note"] and all(p["note"] == "" for p in pages[:-1])
+    assert result["back"]["text"] == "61–80 of 105"
+    assert (result["all"]["text"], result["all"]["rows"]) == ("1–20 of 106", 20)
+    assert (result["typed"]["text"], result["typed"]["rows"], result["typed"]["next"]) == ("1–1 of 1", 1, False)
+    for where in ("auditDesktop", "auditPhone"):
+        assert result[where]["rows"] >= 3 and result[where]["overflow"] <= 0, (where, result[where])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from colonies.config import Config
-from colonies.server.web import IMPORTMAP
+from colonies.server.web import CSP, IMPORTMAP
 from tests.inproc import app_client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +47,31 @@ def test_pages_and_static_files(tmp_path: Path) -> None:
         for bad in ("/static/../web.py", "/static/%2e%2e/web.py", "/static/sdk/../../web.py", "/static/nope.js"):
             assert tc.get(bad).status_code == 404, bad
         assert tc.get("/health").status_code == 200
+
+
+def test_static_files_carry_nosniff_and_the_csp(tmp_path: Path) -> None:
+    """Every file under /static, an HTML file reached there too (e.g. the dashboard's index.html): a
+    browser takes it for what its type says, and a page loaded from there has the pages' policy."""
+    with app_client(tmp_path, dashboard=True) as tc:
+        for path in ("/static/dashboard/index.html", "/static/executor/index.html", "/static/sdk/colonies.js",
+                     "/static/css/colonies.css", "/static/dashboard/dashboard.js",
+                     "/static/vendor/noble-secp256k1/index.js"):
+            r = tc.get(path)
+            assert r.status_code == 200, path
+            assert r.headers["x-content-type-options"] == "nosniff", path
+            assert r.headers["content-security-policy"] == CSP, path
+            assert r.headers["x-frame-options"] == "DENY" and r.headers["referrer-policy"] == "no-referrer", path
+            assert "etag" in r.headers, path  # StaticFiles' validators stay
+            again = tc.get(path, headers={"if-none-match": r.headers["etag"]})
+            assert again.status_code == 304 and again.headers["x-content-type-options"] == "nosniff", path
+        for path in ("/", "/executor", "/static/js/importmap.js"):
+            assert tc.get(path).headers["x-content-type-options"] == "nosniff", path
+
+
+def test_dashboard_does_not_remember_the_key_unless_asked() -> None:
+    html = (STATIC / "dashboard" / "index.html").read_text()
+    box = re.search(r'<input type="checkbox" id="remember"[^>]*>', html)
+    assert box is not None and "checked" not in box.group(0)
 
 
 def test_config_reads_colonies_dashboard() -> None:

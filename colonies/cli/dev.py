@@ -8,7 +8,10 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import socket
+import stat
+import sys
 from pathlib import Path
 from types import FrameType
 
@@ -20,6 +23,7 @@ from colonies.errors import ClientError
 from colonies.executor import Executor
 from colonies.model import FunctionSpec, WorkflowSpec
 from colonies.protocol.crypto import generate_prvkey, id_of
+from colonies.secure_files import private_dir, write_private
 
 COLONY = "dev"
 EXECUTOR_TYPE = "demo"
@@ -29,14 +33,27 @@ def _keys(path: Path) -> dict[str, str]:
     """Keys are made once and kept, so the env file stays valid across restarts."""
     if path.exists():
         keys: dict[str, str] = json.loads(path.read_text())
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:  # written by an older version: tighten
+            path.chmod(0o600)
         return keys
     keys = {role: generate_prvkey() for role in ("server", "colony", "user", "executor")}
-    path.write_text(json.dumps(keys))
-    path.chmod(0o600)
+    write_private(path, json.dumps(keys))
     return keys
 
 
+def _bin_dir() -> str:
+    """The directory of the `colonies` command that runs now (its venv's bin), or "" if there is none."""
+    argv0 = Path(sys.argv[0])
+    for d in (argv0.parent if argv0.name == "colonies" else None, Path(sys.executable).parent):
+        if d is not None and os.access(d / "colonies", os.X_OK):
+            return str(d.absolute())
+    return ""
+
+
 def _env_file(path: Path, port: int, keys: dict[str, str]) -> None:
+    """`source`-able: the server, colony and user settings, and `colonies` on PATH. The demo executor's
+    identity is not exported as COLONIES_EXECUTOR_*: a user's own `colonies executor run` registers
+    its own executor with the colony key instead of taking over the demo's (type `demo`)."""
     lines = {
         "COLONIES_SERVER_HOST": "127.0.0.1",
         "COLONIES_SERVER_PORT": str(port),
@@ -49,12 +66,13 @@ def _env_file(path: Path, port: int, keys: dict[str, str]) -> None:
         "COLONIES_COLONY_PRVKEY": keys["colony"],
         "COLONIES_PRVKEY": keys["user"],
         "COLONIES_USER_PRVKEY": keys["user"],
-        "COLONIES_EXECUTOR_PRVKEY": keys["executor"],
-        "COLONIES_EXECUTOR_NAME": "demo-executor",
-        "COLONIES_EXECUTOR_TYPE": EXECUTOR_TYPE,
     }
-    path.write_text("".join(f"export {k}={v}\n" for k, v in lines.items()))
-    path.chmod(0o600)
+    text = "".join(f"export {k}={v}\n" for k, v in lines.items())
+    bindir = _bin_dir()
+    if bindir:
+        q = shlex.quote(bindir)
+        text += f'case ":$PATH:" in *:{q}:*) ;; *) export PATH={q}:"$PATH" ;; esac\n'
+    write_private(path, text)
 
 
 def demo_executor(keys: dict[str, str], port: int) -> Executor:
@@ -106,7 +124,7 @@ async def _main(port: int, workdir: Path, once: bool) -> int:
     from colonies.server.app import create_app
     from colonies.storage import create_storage
 
-    workdir.mkdir(parents=True, exist_ok=True)
+    private_dir(workdir)  # keys, env file and database: owner only
     keys = _keys(workdir / "keys.json")
     env_path = workdir / "dev.env"
     _env_file(env_path, port, keys)
@@ -158,6 +176,7 @@ async def _main(port: int, workdir: Path, once: bool) -> int:
     print(f"                   sign in with COLONIES_USER_PRVKEY from {env_path}")
     print(f"Browser executor:  {url}/executor  (colony 'dev'; COLONIES_COLONY_PRVKEY registers it)")
     print(f"Shell:             source {env_path}; colonies process ps")
+    print("Your own executor: colonies executor run mymodule  (added and approved with COLONIES_COLONY_PRVKEY)")
     code = 0 if p.state == 2 else 1
     if not once:
         print("Serving; press Ctrl-C to stop.")

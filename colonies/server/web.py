@@ -4,10 +4,10 @@
 The pages are plain HTML and ES modules (no build step). They hold the user's private key in the page
 only and sign every request in the browser; the server serves files and nothing else here.
 
-A strict Content-Security-Policy goes with each page: scripts, styles and connections only from this
-server, plus the one inline script, the import map, allowed by its hash. The import map is built
-here (IMPORTS), put into the pages at `<!-- importmap -->`, and also served as `/static/js/importmap.js`
-for other pages that want the SDK without a build step.
+A strict Content-Security-Policy goes with each page and each static file (with `nosniff`): scripts,
+styles and connections only from this server, plus the one inline script, the import map, allowed by
+its hash. The import map is built here (IMPORTS), put into the pages at `<!-- importmap -->`, and also
+served as `/static/js/importmap.js` for other pages that want the SDK without a build step.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from colonies.config import Config
 
@@ -56,6 +57,19 @@ _HEADERS = {
 }
 
 
+class _StaticFiles(StaticFiles):
+    """Static files with the pages' security headers: `nosniff` (a file is only ever what its type says)
+    and the CSP, so an HTML file reached under /static (e.g. /static/dashboard/index.html) gets the
+    same policy as the page it is part of."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        for name, value in _HEADERS.items():
+            if name != "Cache-Control":  # keep StaticFiles' validators (ETag, Last-Modified)
+                response.headers[name] = value
+        return response
+
+
 def _page(path: Path) -> Response:
     html = path.read_text().replace("<!-- importmap -->", f'<script type="importmap">{IMPORTMAP}</script>')
     return HTMLResponse(html, headers=_HEADERS)
@@ -82,5 +96,5 @@ def web_routes(config: Config) -> list[BaseRoute]:
         Route("/", dashboard, methods=["GET", "HEAD"]),
         Route("/executor", executor, methods=["GET", "HEAD"]),
         Route("/static/js/importmap.js", importmap, methods=["GET", "HEAD"]),
-        Mount("/static", StaticFiles(directory=STATIC, follow_symlink=True), name="static"),
+        Mount("/static", _StaticFiles(directory=STATIC, follow_symlink=True), name="static"),
     ]

@@ -4,6 +4,8 @@
 //   node tools/browser.mjs executor  '<json>'   the /executor page joins a colony and runs N processes
 //   node tools/browser.mjs dashboard '<json>'   the dashboard signs in and watches a workflow complete,
 //                                              run by a second tab at /executor; takes screenshots
+//   node tools/browser.mjs dashboard-ux '<json>' sign in/out and "remember on this tab", the nav while
+//                                              signed out, the process list's pages, the audit trail's width
 //
 // Prints one JSON line with what it saw; exits 1 on failure (with the reason and the page's errors).
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -119,7 +121,91 @@ async function dashboardScenario(context) {
   return result;
 }
 
-const SCENARIOS = { executor: executorScenario, dashboard: dashboardScenario };
+async function signInDashboard(page, remember) {
+  await page.fill('#key', cfg.userKey);
+  await page.fill('#signin-colony', cfg.colony);
+  await page.setChecked('#remember', remember);
+  await page.click('#signin button[type=submit]');
+  await page.waitForSelector('#view[data-loaded="true"]');
+}
+
+async function reloadDashboard(page) {
+  await page.reload();
+  await page.waitForSelector('body[data-ready="true"]');
+  return page.isVisible('#signout');
+}
+
+/** The process list's pager as the user sees it, once the list for `key` (state|type|page) is drawn. */
+async function pagerState(page, key) {
+  await page.waitForSelector(`#page-info[data-key="${key}"]`);
+  return page.evaluate(() => ({
+    text: document.getElementById('page-info').textContent,
+    rows: document.querySelectorAll('#processes tbody tr').length,
+    next: !document.getElementById('page-next').disabled,
+    prev: !document.getElementById('page-prev').disabled,
+    note: document.getElementById('page-note').hidden ? '' : document.getElementById('page-note').textContent,
+  }));
+}
+
+async function dashboardUxScenario(context) {
+  const page = await context.newPage();
+  watch(page, 'dashboard');
+  const navShown = () => page.evaluate(() => {
+    const nav = document.getElementById('nav');
+    return getComputedStyle(nav).display !== 'none' && nav.getBoundingClientRect().height > 0;
+  });
+  const stored = () => page.evaluate(() => sessionStorage.length);
+  await page.goto(`${cfg.url}/`);
+  await page.waitForSelector('body[data-ready="true"]');
+  const r = { navSignedOut: await navShown(), rememberDefault: await page.isChecked('#remember') };
+  // not remembered (the default): the key lives in the page only, and a reload signs out
+  await signInDashboard(page, false);
+  r.navSignedIn = await navShown();
+  r.storedWithout = await stored();
+  r.signedInAfterReloadWithout = await reloadDashboard(page);
+  r.navAfterReloadWithout = await navShown();
+  // remembered: kept for this tab, until sign-out
+  await signInDashboard(page, true);
+  r.storedWith = await stored();
+  r.signedInAfterReloadWith = await reloadDashboard(page);
+  await page.waitForSelector('#view[data-loaded="true"]');
+
+  // pages of one state, then all states
+  await page.selectOption('#state-filter', String(cfg.pagedState));
+  r.pages = [await pagerState(page, `${cfg.pagedState}||0`)];
+  while (r.pages[r.pages.length - 1].next && r.pages.length < 20) {
+    await page.click('#page-next');
+    r.pages.push(await pagerState(page, `${cfg.pagedState}||${r.pages.length}`));
+  }
+  await page.click('#page-prev');
+  r.back = await pagerState(page, `${cfg.pagedState}||${r.pages.length - 2}`);
+  await page.selectOption('#state-filter', '-1');
+  r.all = await pagerState(page, '-1||0');
+  await page.fill('#type-filter', cfg.typeFilter);
+  await page.press('#type-filter', 'Enter');
+  r.typed = await pagerState(page, `-1|${cfg.typeFilter}|0`);
+
+  // the audit trail of a process with a long error stays inside its card, on a desktop and a phone
+  const auditFit = () => page.evaluate(() => {
+    const card = document.getElementById('process').closest('section.card');
+    const audit = [...document.querySelectorAll('#process table')].pop();
+    const inner = card.clientWidth - parseFloat(getComputedStyle(card).paddingLeft) - parseFloat(getComputedStyle(card).paddingRight);
+    return { overflow: Math.ceil(audit.getBoundingClientRect().width - inner), rows: audit.querySelectorAll('tbody tr').length };
+  });
+  await page.evaluate((id) => { location.hash = `#/process/${id}`; }, cfg.failedid);
+  await page.waitForSelector('#process[data-state="failed"]');
+  r.auditDesktop = await auditFit();
+  await page.setViewportSize({ width: 390, height: 844 });
+  r.auditPhone = await auditFit();
+
+  await page.click('#signout');
+  await page.waitForSelector('#signin-card:not([hidden])');
+  r.storedAfterSignOut = await stored();
+  r.navAfterSignOut = await navShown();
+  return r;
+}
+
+const SCENARIOS = { executor: executorScenario, dashboard: dashboardScenario, 'dashboard-ux': dashboardUxScenario };
 
 async function main() {
   if (!SCENARIOS[scenario]) throw new Error(`unknown scenario ${scenario}; one of ${Object.keys(SCENARIOS)}`);

@@ -11,6 +11,8 @@ const SESSION_KEY = 'colonies.dashboard';
 const REFRESH_MS = 3000;
 const CHART_MS = 15000;
 const SUB_TIMEOUT_S = 300;
+const PAGE = 20;       // processes per page of the overview's list
+const MAX_LIST = 100;  // the most getprocessesmsg returns for one state
 
 const session = { client: null, colony: '', colonies: [], isServer: false };
 // Aborted when we leave the current view: its timers and sockets stop, and a view still loading when
@@ -65,7 +67,9 @@ $('signin').addEventListener('submit', async (ev) => {
     return;
   }
   $('key').value = '';
+  // "remember on this tab" (off by default): otherwise the key is only in this page's memory
   if ($('remember').checked) sessionStorage.setItem(SESSION_KEY, JSON.stringify({ prvkey, colony }));
+  else sessionStorage.removeItem(SESSION_KEY);
   route();
 });
 $('signout').addEventListener('click', () => { signOut(); location.hash = '#/'; });
@@ -116,17 +120,23 @@ function live(signal, subscriptions, onProcess, status) {
 async function overview(view, signal) {
   const c = session.client;
   const colony = session.colony;
-  const filter = { state: -1, executortype: '' };
+  const filter = { state: -1, executortype: '', page: 0 };
   const counts = h('div', { class: 'counts', id: 'counts' });
   const processes = h('div', { id: 'processes' });
   const executors = h('div', { id: 'executors' });
   const workflows = h('div', { id: 'workflows' });
   const chart = h('div', { class: 'chart', id: 'throughput' });
   const stateSelect = h('select', { id: 'state-filter', 'aria-label': 'state',
-    onchange: (e) => { filter.state = Number(e.target.value); refresh(); } },
+    onchange: (e) => { filter.state = Number(e.target.value); filter.page = 0; refresh(); } },
   h('option', { value: -1 }, 'all states'), STATES.map((n, i) => h('option', { value: i }, n)));
   const typeInput = h('input', { type: 'text', id: 'type-filter', placeholder: 'executor type', 'aria-label': 'executor type',
-    onchange: (e) => { filter.executortype = e.target.value.trim(); refresh(); } });
+    onchange: (e) => { filter.executortype = e.target.value.trim(); filter.page = 0; refresh(); } });
+  const pageInfo = h('span', { id: 'page-info', class: 'muted', 'aria-live': 'polite' });
+  const pageNote = h('p', { id: 'page-note', class: 'muted', hidden: true });
+  const turn = (by) => { filter.page = Math.max(0, filter.page + by); refresh(); };
+  const prevButton = h('button', { type: 'button', class: 'secondary', id: 'page-prev', disabled: true, onclick: () => turn(-1) }, '‹ previous');
+  const nextButton = h('button', { type: 'button', class: 'secondary', id: 'page-next', disabled: true, onclick: () => turn(1) }, 'next ›');
+  const pager = h('div', { class: 'pager' }, prevButton, pageInfo, nextButton);
   if (session.isServer) {
     // the server's key owns the server, not the colonies: it sees the colonies and global counts only
     const st = await c.statistics();
@@ -147,28 +157,56 @@ async function overview(view, signal) {
     colony ? h('section', { class: 'card' }, h('h2', {}, 'Colony ', colony), counts) : '',
     colony ? h('section', { class: 'card' }, h('h2', {}, 'Throughput, last hour (finished per minute)'), chart) : '',
     colony ? h('section', { class: 'card' }, h('h2', {}, 'Processes'), h('div', { class: 'filters' }, stateSelect, typeInput),
-      processes) : '',
+      processes, pager, pageNote) : '',
     colony ? h('div', { class: 'grid2' }, h('section', { class: 'card' }, h('h2', {}, 'Workflows'), workflows),
       h('section', { class: 'card' }, h('h2', {}, 'Executors'), executors)) : '',
   );
   if (!colony) return;
 
+  let drawing = 0;  // a refresh that a newer one overtakes draws nothing
   async function refresh() {
+    const seq = ++drawing;
+    const want = { ...filter };
+    const states = want.state === -1 ? [0, 1, 2, 3, 4] : [want.state];
+    const from = want.page * PAGE;
+    const ask = Math.min(MAX_LIST, from + PAGE + 1);  // one more than this page: is there a next one?
     try {
-      const [st, procs, execs, graphs] = await Promise.all([
+      const [st, lists, execs, graphs] = await Promise.all([
         c.colonyStats(colony),
-        filter.state === -1
-          ? Promise.all([0, 1, 2, 3, 4].map((state) => c.getProcesses(colony, { state, count: 20, executortype: filter.executortype })))
-            .then((lists) => lists.flat())
-          : c.getProcesses(colony, { state: filter.state, count: 100, executortype: filter.executortype }),
+        Promise.all(states.map((state) => c.getProcesses(colony, { state, count: ask, executortype: want.executortype }))),
         c.getExecutors(colony),
         c.getProcessGraphs(colony, { count: 20 }),
       ]);
+      if (seq !== drawing) return;
       const n = [st.waitingprocesses, st.runningprocesses, st.successfulprocesses, st.failedprocesses, st.cancelledprocesses];
+      const listed = lists.flat();
+      if (want.page > 0 && from >= listed.length) {  // the list shrank under this page
+        filter.page = Math.max(0, Math.ceil(listed.length / PAGE) - 1);
+        refresh();
+        return;
+      }
+      const procs = listed.slice(from, from + PAGE);
+      // M: a state whose list came back short is complete; else its count (the colony's, so not with a type filter)
+      let total = 0;
+      let known = true;
+      states.forEach((state, k) => {
+        if (lists[k].length < ask) total += lists[k].length;
+        else if (!want.executortype) total += Math.max(n[state] || 0, lists[k].length);
+        else { total += lists[k].length; known = false; }
+      });
+      const more = listed.length > from + PAGE;
+      const to = from + procs.length;
+      pageInfo.textContent = procs.length ? `${from + 1}–${to} of ${known ? total : `more than ${total}`}` : `0 of ${total}`;
+      Object.assign(pageInfo.dataset, { from: from + 1, to, total, key: `${want.state}|${want.executortype}|${want.page}` });
+      prevButton.disabled = want.page === 0;
+      nextButton.disabled = !more;
+      pageNote.hidden = more || to >= total;
+      pageNote.textContent = `The server lists at most ${MAX_LIST} processes per state: narrow the list by state or `
+        + 'executor type, or use the CLI, to see the others.';
       counts.replaceChildren(...STATES.map((name, i) => h('div', {
         class: `count s${i}${filter.state === i ? ' active' : ''}`, dataset: { state: name, count: n[i] || 0 },
         role: 'button', tabindex: 0, title: `show ${name} processes`,
-        onclick: () => { filter.state = filter.state === i ? -1 : i; stateSelect.value = String(filter.state); refresh(); },
+        onclick: () => { filter.state = filter.state === i ? -1 : i; filter.page = 0; stateSelect.value = String(filter.state); refresh(); },
       }, h('b', {}, n[i] || 0), name)),
       h('div', { class: 'count neutral', dataset: { state: 'workflows' } },
         h('b', {}, `${st.runningworkflows || 0}/${st.successfulworkflows || 0}/${st.failedworkflows || 0}`), 'workflows run/ok/failed'));
@@ -239,7 +277,7 @@ async function processView(view, signal, processid) {
         h('h3', {}, 'Logs'), logs.length ? h('pre', {}, logs.map((l) => `${when(l.timestamp)}  ${l.executorname}: ${l.message}`).join('\n'))
           : h('p', { class: 'muted' }, 'none'),
         h('h3', {}, 'Audit trail'), table(['#', 'time', 'event', 'actor', 'detail'], events.map((e) => ({
-          cells: [e.seq, when(e.timestamp), e.event, short(e.actorid), e.detail] })), { phoneHidden: [0, 3] }),
+          cells: [e.seq, when(e.timestamp), e.event, short(e.actorid), e.detail] })), { phoneHidden: [0, 3], wrap: [4] }),
         h('h3', {}, 'Spec'), json(p.spec),
       );
     } catch (err) {

@@ -60,9 +60,10 @@ export function json(value) {
   return h('pre', {}, JSON.stringify(value, null, 2));
 }
 
-export function table(headers, rows, { empty = 'none', phoneHidden = [] } = {}) {
+/** A table; `phoneHidden` columns are hidden on a phone, `wrap` columns wrap (long text) instead of widening it. */
+export function table(headers, rows, { empty = 'none', phoneHidden = [], wrap = [] } = {}) {
   if (!rows.length) return h('p', { class: 'muted' }, empty);
-  const cls = (i) => (phoneHidden.includes(i) ? 'hide-phone' : undefined);
+  const cls = (i) => [phoneHidden.includes(i) ? 'hide-phone' : '', wrap.includes(i) ? 'wrap' : ''].filter(Boolean).join(' ') || undefined;
   return h('table', {},
     h('thead', {}, h('tr', {}, headers.map((x, i) => h('th', { class: cls(i) }, x)))),
     h('tbody', {}, rows.map((r) => h('tr', r.attrs || {}, r.cells.map((c, i) => h('td', { class: cls(i) }, c))))));
