@@ -308,11 +308,15 @@ def test_parents_outputs_as_keyword_arguments_by_node(
     assert got["in_order"].output == [2, 3, 4]  # the original's positional prepend stays the default
 
 
-def test_parent_kwargs_clash_with_a_kwarg() -> None:
-    fdef = FunctionDef.of(lambda a: a, "f", None, "kwargs")
+def test_parent_kwargs_values_and_clashes() -> None:
+    def child(one: int, many: list[int], raw: Any = None, none: Any = None) -> None: ...
+
+    fdef = FunctionDef.of(child, "child", None, "kwargs")
     ctx = Context(func_process(), "ex", None)
-    with pytest.raises(ArgumentError, match="parent node 'a' clashes"):
-        fdef.arguments([], {"a": 1}, {"a": 2}, ctx)
+    outputs: dict[str, list[Any]] = {"one": ["5"], "many": [7], "raw": [1, 2], "none": []}
+    assert fdef.arguments([], {}, outputs, ctx) == ((5, [7], [1, 2], []), {})
+    with pytest.raises(ArgumentError, match="parent node 'one' clashes"):
+        fdef.arguments([], {"one": 1}, {"one": [2]}, ctx)
     with pytest.raises(ValueError, match="parents must be one of"):
         FunctionDef.of(lambda: None, "f", None, "dict")
 

@@ -7,9 +7,10 @@
 * A parameter annotated `Context` is filled in by the kit.
 * Parents' outputs: by default a workflow child's `in` (its parents' outputs, concatenated in parents
   order by the server) is prepended to its args, as in the original. With `parents="kwargs"` each
-  parent's output is passed as a keyword argument named by the parent's node name instead: the single
-  value when the parent's output has one element, else the output list. (Roots of a cron-fired
-  workflow have an `in` but no parents; it is then prepended as before.)
+  parent's output is passed as a keyword argument named by the parent's node name instead: the whole
+  output list when that parameter is hinted `list[...]`/`tuple[...]`, else the single value when the
+  output has one element, else the list. (Roots of a cron-fired workflow have an `in` but no
+  parents; it is then prepended as before.)
 """
 
 from __future__ import annotations
@@ -84,15 +85,15 @@ class FunctionDef:
         return cls(fn, name, retry, typing.cast(ParentsMode, parents), inspect.iscoroutinefunction(fn), sig,
                    usable, ctx)
 
-    def arguments(self, args: list[Any], kwargs: dict[str, Any], parent_outputs: Mapping[str, Any] | None,
+    def arguments(self, args: list[Any], kwargs: dict[str, Any], parent_outputs: Mapping[str, list[Any]] | None,
                   context: Context) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The call's positional and keyword arguments, checked and converted; ArgumentError if they do
-        not fit. `parent_outputs` (node name -> output) is given in "kwargs" mode only."""
+        not fit. `parent_outputs` (node name -> output list) is given in "kwargs" mode only."""
         kwargs = dict(kwargs)
-        for node, value in (parent_outputs or {}).items():
+        for node, output in (parent_outputs or {}).items():
             if node in kwargs:
                 raise ArgumentError(f"parent node {node!r} clashes with a keyword argument of the same name")
-            kwargs[node] = value
+            kwargs[node] = list(output or []) if _wants_list(self.hints.get(node)) else parent_value(output)
         if self.context_param:
             kwargs[self.context_param] = context
         if self.signature is None:
@@ -124,6 +125,10 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
         raise ArgumentError(f"argument {name!r}: expected {type_name(hint)}, got {_short(value)}{where}") from None
     except TypeError:  # a hint msgspec cannot check (a Callable, a Protocol...): pass the value as it is
         return value
+
+
+def _wants_list(hint: Any) -> bool:
+    return hint in (list, tuple) or typing.get_origin(hint) in (list, tuple)
 
 
 def parent_value(output: list[Any] | None) -> Any:

@@ -26,7 +26,7 @@ import secrets
 import signal
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from colonies.client.asyncio import AsyncClient
 from colonies.errors import ClientError
@@ -38,6 +38,7 @@ from colonies.model import Process
 from colonies.protocol.crypto import generate_prvkey, id_of
 
 log = logging.getLogger("colonies.executor")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Executor:
@@ -84,14 +85,22 @@ class Executor:
         return id_of(self.prvkey)
 
     # -- declaring functions ----------------------------------------------------------------------------
+    @overload
+    def function(self, fn: F, *, name: str | None = None, retry: RetryPolicy | int | None = None,
+                 parents: str = "positional") -> F: ...
+
+    @overload
+    def function(self, fn: None = None, *, name: str | None = None, retry: RetryPolicy | int | None = None,
+                 parents: str = "positional") -> Callable[[F], F]: ...
+
     def function(
         self,
-        fn: Callable[..., Any] | None = None,
+        fn: F | None = None,
         *,
         name: str | None = None,
         retry: RetryPolicy | int | None = None,
         parents: str = "positional",
-    ) -> Any:
+    ) -> F | Callable[[F], F]:
         """Decorator: serve `fn` under its name (or `name`).
 
         `retry`: a RetryPolicy (or a number of retries) for exceptions the function raises.
@@ -100,7 +109,7 @@ class Executor:
         """
         policy = as_policy(retry)
 
-        def register(f: Callable[..., Any]) -> Callable[..., Any]:
+        def register(f: F) -> F:
             fname = name or f.__name__
             self.defs[fname] = FunctionDef.of(f, fname, policy, parents)
             self.functions[fname] = f

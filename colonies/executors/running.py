@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from colonies.errors import ClientError, TransportError
 from colonies.executors.capture import SINK, Sink
 from colonies.executors.context import Context
-from colonies.executors.functions import ArgumentError, FunctionDef, parent_value
+from colonies.executors.functions import ArgumentError, FunctionDef
 from colonies.executors.retry import RetryPolicy
 from colonies.model import Process, ProcessState
 
@@ -174,7 +174,7 @@ class ProcessRun:
     async def _arguments(self, fdef: FunctionDef) -> tuple[tuple[Any, ...], dict[str, Any]]:
         p = self.p
         args, kwargs = list(p.spec.args or []), dict(p.spec.kwargs or {})
-        by_node: dict[str, Any] | None = None
+        by_node: dict[str, list[Any]] | None = None
         if fdef.parents == "kwargs" and p.parents:
             by_node = {}
             for parent_id in p.parents:
@@ -182,7 +182,7 @@ class ProcessRun:
                     parent = await self.ex.client.get_process(parent_id)
                 except ClientError as exc:
                     raise ArgumentError(f"could not read parent process {parent_id}: {exc.message}") from None
-                by_node[parent.spec.nodename or parent_id] = parent_value(parent.output)
+                by_node[parent.spec.nodename or parent_id] = list(parent.output or [])
         elif p.input:
             args = list(p.input) + args
         return fdef.arguments(args, kwargs, by_node, self.ctx)
