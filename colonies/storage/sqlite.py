@@ -29,6 +29,7 @@ from colonies.model import (
     Statistics,
 )
 from colonies.resources import parse_cpu, parse_mem
+from colonies.secure_files import create_private
 from colonies.storage import rows
 from colonies.storage.base import Changed, ClaimRequest, ProcessQuery
 from colonies.storage.migrate import latest_version, migrations
@@ -63,6 +64,8 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
         return self._db
 
     async def open(self) -> None:
+        if self.path != ":memory:" and not self.path.startswith("file:"):
+            create_private(self.path)  # 0600 before SQLite creates it (its -wal/-shm copy the mode)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                              cached_statements=256)
         db.execute("PRAGMA journal_mode=WAL")
