@@ -274,7 +274,9 @@ def test_executor_create_writes_key_and_id_and_ls_filters(
                   "--type", "gpu", "--keypath", str(tmp_path / "k3"), "--idpath", str(tmp_path / "i3"))
     assert refused.returncode == 1 and not (tmp_path / "k3").exists() and not (tmp_path / "i3").exists()
 
-    names = lambda *a: [x["executorname"] for x in json.loads(_ok(cli(env, "executor", "ls", "--json", *a)))]  # noqa: E731
+    def names(*a: str) -> list[str]:
+        return [x["executorname"] for x in json.loads(_ok(cli(env, "executor", "ls", "--json", *a)))]
+
     assert names("--filter", "GPU") == ["gpu-1"] and names("-f", "executor-") == [colony.executor_name]
     assert names("--type", "test") == [colony.executor_name]
     _ok(cli(env, "executor", "remove", "--name", "gpu-1"))
