@@ -233,6 +233,32 @@ def test_a_cancel_stops_async_and_sync_functions(server: ServerProc, colony: Col
         stop(ex)
 
 
+def test_removing_its_workflow_stops_a_running_function(
+    server: ServerProc, colony: ColonyKeys, tmp_path: Path
+) -> None:
+    """A failed leaf makes the workflow FAILED while a sibling still runs; removing the workflow then
+    deletes the running process, and the executor stops that function (the process reads as 404)."""
+    env = cli_env(server, colony)
+    marker = tmp_path / "sibling.marker"
+    ex = start_executor(env, tmp_path / "ex.log", _module(tmp_path), "--slots", "2", "--watch", "0.2")
+    try:
+        with server.client(colony.user_prvkey) as c:
+            wf = WorkflowSpec(colonyname=colony.name, functionspecs=[
+                func_spec("sync_wait", colony.name, "hard", nodename="sibling", args=[str(marker)]),
+                func_spec("wrong", colony.name, "hard", nodename="leaf"),
+            ])
+            graph = c.submit_workflow(wf)
+            wait_until(lambda: c.get_processgraph(graph.processgraphid).state == 3, what="the workflow to fail")
+            sibling = next(p for p in (c.get_process(pid) for pid in graph.processids)
+                           if p.spec.nodename == "sibling")
+            wait_until(process_in_state(c, sibling.processid, {1}), what="the sibling to run")
+            c.remove_processgraph(graph.processgraphid)
+            wait_until(marker.exists, what="the sibling to be stopped")
+        assert marker.read_text().startswith("the process is no longer readable")
+    finally:
+        stop(ex)
+
+
 # -- 22: retries --------------------------------------------------------------------------------------------
 def test_retries_follow_the_policy_and_are_in_the_audit_trail(
     server: ServerProc, colony: ColonyKeys, tmp_path: Path
