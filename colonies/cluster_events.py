@@ -5,7 +5,9 @@ Every replica sets `bus.forward`: each local event (a process changed state) is 
 executor type, state, waitforparents, target names, whether cpu/mem/location conditions apply) and the
 sender's replica id. Every replica LISTENs on one dedicated connection and feeds other replicas' events
 to `bus.publish(p, local=False)`: a minimal Process wakes parked assigns at once; when a `/pubsub`
-subscriber wants the process, the full process is read from storage first.
+subscriber wants the process, the full process is read from storage first. Colony-wide wakes
+(resume, colony removed) and revocations (an executor rejected or removed: its parked polls end and
+membership caches are dropped) travel the same way.
 
 Delivery is best effort, like the in-memory bus: a notification lost while the connection is being
 re-established only delays a parked assign until its own timeout. The LISTEN connection must be a
@@ -18,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
@@ -54,12 +56,25 @@ def encode_wake(replica: str, colony: str) -> str:
     return orjson.dumps({"r": replica, "k": "wake", "c": colony}).decode()
 
 
-def decode(payload: str) -> tuple[str, Process | str]:
+class Revoke(NamedTuple):
+    """An executor was rejected or removed (EventBus.revoke)."""
+
+    colony: str
+    executor_name: str
+
+
+def encode_revoke(replica: str, colony: str, executor_name: str) -> str:
+    return orjson.dumps({"r": replica, "k": "revoke", "c": colony, "e": executor_name}).decode()
+
+
+def decode(payload: str) -> tuple[str, Process | str | Revoke]:
     """(sender replica id, a minimal Process that drives EventBus.publish the same way the full one
-    would), or (sender, colony name) for a colony-wide wake."""
+    would), or (sender, colony name) for a colony-wide wake, or (sender, Revoke)."""
     m = orjson.loads(payload)
     if m.get("k") == "wake":
         return m["r"], str(m["c"])
+    if m.get("k") == "revoke":
+        return m["r"], Revoke(str(m["c"]), str(m["e"]))
     cond = Conditions(colonyname=m["c"], executortype=m["t"], executornames=m["n"] or None,
                       locationname="*" if m["x"] else "")
     return m["r"], Process(processid=m["p"], state=m["s"], waitforparents=m["w"], spec=FunctionSpec(conditions=cond))
@@ -85,6 +100,7 @@ class ClusterEvents:
         await self._connect()
         self.bus.forward = self._forward
         self.bus.forward_wake = self._forward_wake
+        self.bus.forward_revoke = self._forward_revoke
         self._sender = asyncio.create_task(self._send_loop(), name="cluster-events-sender")
 
     async def stop(self) -> None:
@@ -92,6 +108,8 @@ class ClusterEvents:
             self.bus.forward = None
         if self.bus.forward_wake == self._forward_wake:
             self.bus.forward_wake = None
+        if self.bus.forward_revoke == self._forward_revoke:
+            self.bus.forward_revoke = None
         if self._sender is not None:
             sender, self._sender = self._sender, None
             sender.cancel()
@@ -148,6 +166,9 @@ class ClusterEvents:
     def _forward_wake(self, colony: str) -> None:
         self._send(encode_wake(self.replica_id, colony))
 
+    def _forward_revoke(self, colony: str, executor_name: str) -> None:
+        self._send(encode_revoke(self.replica_id, colony, executor_name))
+
     def _send(self, payload: str) -> None:
         try:
             self._queue.put_nowait(payload)
@@ -182,7 +203,9 @@ class ClusterEvents:
         if replica == self.replica_id:
             return
         self.received += 1
-        if isinstance(p, str):
+        if isinstance(p, Revoke):
+            self.bus.revoke(p.colony, p.executor_name, local=False)
+        elif isinstance(p, str):
             self.bus.wake_colony(p, local=False)
         elif self._has_subscribers(p):
             task = asyncio.get_running_loop().create_task(self._publish_full(p))

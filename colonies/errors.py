@@ -10,6 +10,7 @@
     ├── Internal (500)            a real internal fault
     └── StorageError (500)        the storage backend failed
         └── Conflict (400)        a uniqueness or state constraint was violated
+            └── IdInUse (409)     an id another executor/user/colony already uses
     ClientError                   raised by our SDK: the server answered with an error envelope
 
 The mapping from an error to its HTTP status lives here, as `status` on each class.
@@ -80,6 +81,12 @@ class Conflict(StorageError):
     """A uniqueness or state constraint was violated."""
 
     status = 400
+
+
+class IdInUse(Conflict):
+    """An identity (executor, user, colony or server id) that another principal already uses."""
+
+    status = 409
 
 
 class ClientError(Exception):

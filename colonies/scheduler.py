@@ -5,6 +5,8 @@
   location. A woken waiter that is cancelled before it claims passes the wake on, so none is lost.
 * Process subscriptions (`/pubsub`) register a callback per process id or per (colony, executor type).
 * `EventBus.publish` is the one entry point; a cluster backend also feeds remote events into it.
+* `EventBus.revoke` ends the parked polls of an executor that was rejected or removed (here and, via
+  the cluster backend, on every replica): its waiters fire marked `revoked`, and re-check membership.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Waiter:
     executor_type: str
     executor_name: str
     future: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    revoked: bool = False  # woken because the executor was rejected or removed
 
     def fire(self) -> bool:
         if self.future.done():
@@ -101,6 +104,9 @@ class EventBus:
         # back in with `publish(p, local=False)`.
         self.forward: Callable[[Process], None] | None = None
         self.forward_wake: Callable[[str], None] | None = None  # wake_colony, to the other replicas
+        self.forward_revoke: Callable[[str, str], None] | None = None  # revoke, to the other replicas
+        # Called on every revocation, local or remote (the Guard drops its membership cache).
+        self.on_revoke: list[Callable[[str, str], None]] = []
 
     # -- assign waiters ------------------------------------------------------------------------------
     def park(self, colony: str, executor_type: str, executor_name: str) -> Waiter:
@@ -142,6 +148,21 @@ class EventBus:
             if c == colony:
                 for w in list(q):
                     w.fire()
+
+    def revoke(self, colony: str, executor_name: str, local: bool = True) -> int:
+        """The executor was rejected or removed: end its parked polls (here and on the other replicas)."""
+        if local and self.forward_revoke is not None:
+            self.forward_revoke(colony, executor_name)
+        for listener in self.on_revoke:
+            listener(colony, executor_name)
+        woken = 0
+        for (c, _t), q in list(self._waiters.items()):
+            if c == colony:
+                for w in list(q):
+                    if w.executor_name == executor_name:
+                        w.revoked = True
+                        woken += w.fire()
+        return woken
 
     def waiting(self) -> int:
         return sum(len(q) for q in self._waiters.values())

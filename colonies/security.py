@@ -20,8 +20,10 @@ class Guard:
     life for it, at most once a second per executor.
 
     Membership lookups are cached per (colony, signer) for at most a second. Handlers that change
-    executors, users or colonies on this server call `forget()`, so a single server is exact; another
-    replica's change is seen within the TTL."""
+    executors, users or colonies on this server call `forget()`, so a single server is exact; a
+    revocation on another replica arrives as EventBus.revoke and drops the cache too, other changes on
+    another replica are seen within the TTL. Assignment does not rely on the cache: the claim itself
+    checks that the executor is still approved (ClaimRequest.approved_only)."""
 
     def __init__(self, storage: Storage, now_ns: Callable[[], int]) -> None:
         self.storage = storage
@@ -32,6 +34,10 @@ class Guard:
     def forget(self) -> None:
         """Drop cached memberships (after any change to executors, users or colonies)."""
         self._members.clear()
+
+    def forget_revoked(self, colony: str, executor_name: str) -> None:
+        """An executor was rejected or removed, maybe on another replica (EventBus.revoke)."""
+        self.forget()
 
     async def _lookup(self, signer: str, colony_name: str) -> tuple[Executor | None, User | None]:
         now = self._now()

@@ -14,7 +14,7 @@ import pytest
 
 from colonies.client.core import func_spec
 from colonies.clock import NS, to_datetime
-from colonies.errors import Conflict
+from colonies.errors import Conflict, Forbidden, IdInUse
 from colonies.model import (
     Colony,
     Executor,
@@ -238,3 +238,71 @@ class TestStorageContract:
         [listed] = await backend.list_graphs(COLONY, -1, 10)
         assert listed.processids == [a.processid, b.processid, c.processid]
         assert (listed.nodes, listed.edges) == ([], [])
+
+    # -- issue 10: revocation, unique executor ids, id squatting, the attempt fence ------------------------
+    async def test_claim_approved_only_refuses_a_revoked_executor(self, backend: Storage) -> None:
+        await backend.add_executor(Executor(executorid=hexid(5), executortype=TYPE, executorname="e1",
+                                            colonyname=COLONY))
+        strict = ClaimRequest(colony=COLONY, executor_id=hexid(5), executor_name="e1", executor_type=TYPE,
+                              approved_only=True)
+        first, second = proc(T0), proc(T0 + 1)
+        await backend.add_processes([first, second])
+        with pytest.raises(Forbidden):  # PENDING
+            await backend.claim(strict, T0)
+        await backend.set_executor_state(COLONY, "e1", ExecutorState.APPROVED)
+        got = await backend.claim(strict, T0)
+        assert got is not None and got.processid == first.processid
+        assert await backend.reject_executor(COLONY, "e1", T0 + 5) == [first.processid]  # re-queued
+        with pytest.raises(Forbidden):
+            await backend.claim(strict, T0)
+        for p in (first, second):
+            stored = await backend.get_process(p.processid)
+            assert stored is not None and stored.state == ProcessState.WAITING and stored.retries == 0
+        assert await backend.reject_executor(COLONY, "ghost", T0) is None
+
+    async def test_executor_ids_are_unique_across_colonies(self, backend: Storage) -> None:
+        await backend.add_executor(Executor(executorid=hexid(5), executortype=TYPE, executorname="e1",
+                                            colonyname=COLONY))
+        for colony, name in (("c2", "e1"), (COLONY, "e2")):
+            with pytest.raises(IdInUse):
+                await backend.add_executor(Executor(executorid=hexid(5), executortype=TYPE, executorname=name,
+                                                    colonyname=colony))
+        await backend.add_executor(Executor(executorid=hexid(5), executortype="u", executorname="e1",
+                                            colonyname=COLONY), replace=True)  # re-registering itself
+        await backend.remove_executor(COLONY, "e1", T0)  # UNREGISTERED ids may be used again
+        await backend.add_executor(Executor(executorid=hexid(5), executortype=TYPE, executorname="e1",
+                                            colonyname="c2"))
+
+    async def test_change_ids_refuse_an_id_in_use(self, backend: Storage) -> None:
+        await backend.add_executor(Executor(executorid=hexid(5), executortype=TYPE, executorname="e1",
+                                            colonyname=COLONY))
+        await backend.add_executor(Executor(executorid=hexid(6), executortype=TYPE, executorname="e2",
+                                            colonyname="c2"))
+        await backend.add_user(User(colonyname=COLONY, userid=hexid(7), name="u"))
+        await backend.add_user(User(colonyname=COLONY, userid=hexid(8), name="v"))
+        for taken in (hexid(6), hexid(7)):
+            with pytest.raises(IdInUse):
+                await backend.change_executor_id(COLONY, hexid(5), taken)
+        for taken in (hexid(5), hexid(8)):
+            with pytest.raises(IdInUse):
+                await backend.change_user_id(COLONY, hexid(7), taken)
+        assert await backend.identity_in_use(hexid(5), COLONY) and await backend.identity_in_use(hexid(8), COLONY)
+        assert not await backend.identity_in_use(hexid(6), COLONY) and await backend.identity_in_use(hexid(6), None)
+        await backend.change_executor_id(COLONY, hexid(5), hexid(9))
+        await backend.change_user_id(COLONY, hexid(7), hexid(10))
+        assert (await backend.get_executor(COLONY, "e1")).executorid == hexid(9)  # type: ignore[union-attr]
+        assert (await backend.get_user(COLONY, "u")).userid == hexid(10)  # type: ignore[union-attr]
+
+    async def test_finish_and_set_output_fence_the_attempt(self, backend: Storage) -> None:
+        p = proc(T0)
+        p.spec.maxexectime, p.spec.maxretries = 1, 5
+        await backend.add_processes([p])
+        await backend.claim(req(executor_id="exe-1"), T0)
+        await backend.expire(T0 + 3 * NS)  # re-queued: retries 1
+        again = await backend.claim(req(executor_id="exe-1"), T0 + 3 * NS)
+        assert again is not None and again.retries == 1
+        assert not await backend.set_output(p.processid, "exe-1", ["late"], attempt=0)
+        assert await backend.finish(p.processid, "exe-1", True, ["late"], None, T0 + 4 * NS, attempt=0) is None
+        assert await backend.set_output(p.processid, "exe-1", ["now"], attempt=1)
+        done = await backend.finish(p.processid, "exe-1", False, None, ["boom"], T0 + 4 * NS, attempt=1)
+        assert done is not None and done.process is not None and done.process.state == ProcessState.FAILED

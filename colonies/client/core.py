@@ -93,6 +93,11 @@ def func_spec(funcname: str, colony: str, executortype: str, args: list[Any] | N
     )
 
 
+def _fenced(msg: dict[str, Any], attempt: int | None) -> dict[str, Any]:
+    """`msg` with the attempt fence (our extension field `attempt`), when one is given."""
+    return msg if attempt is None else {**msg, "attempt": attempt}
+
+
 def _b(obj: Any) -> Any:
     return msgspec.to_builtins(obj)
 
@@ -169,14 +174,18 @@ class ClientCore:
                "processgraphid": processgraphid}
         return Call(msg, list[Process] | None)
 
-    def close(self, process_id: str, output: list[Any] | None = None) -> Call[None]:
-        return Call({"msgtype": "closesuccessfulmsg", "processid": process_id, "out": output or []}, None)
+    # `attempt`: the `retries` of the Process you were assigned. When given, the server refuses (403) a
+    # call for an attempt that timed out and was re-queued, even if the same executor holds it again.
+    def close(self, process_id: str, output: list[Any] | None = None, attempt: int | None = None) -> Call[None]:
+        msg = {"msgtype": "closesuccessfulmsg", "processid": process_id, "out": output or []}
+        return Call(_fenced(msg, attempt), None)
 
-    def fail(self, process_id: str, errors: list[str] | None = None) -> Call[None]:
-        return Call({"msgtype": "closefailedmsg", "processid": process_id, "errors": errors or []}, None)
+    def fail(self, process_id: str, errors: list[str] | None = None, attempt: int | None = None) -> Call[None]:
+        msg = {"msgtype": "closefailedmsg", "processid": process_id, "errors": errors or []}
+        return Call(_fenced(msg, attempt), None)
 
-    def set_output(self, process_id: str, output: list[Any]) -> Call[None]:
-        return Call({"msgtype": "setoutputmsg", "processid": process_id, "out": output}, None)
+    def set_output(self, process_id: str, output: list[Any], attempt: int | None = None) -> Call[None]:
+        return Call(_fenced({"msgtype": "setoutputmsg", "processid": process_id, "out": output}, attempt), None)
 
     def cancel(self, process_id: str) -> Call[None]:
         return Call({"msgtype": "cancelprocessmsg", "processid": process_id}, None)
@@ -193,9 +202,10 @@ class ClientCore:
     def resume(self, colony: str) -> Call[None]:
         return Call({"msgtype": "resumeassignmentsmsg", "colonyname": colony}, None)
 
-    def add_attribute(self, process_id: str, key: str, value: str, attributetype: int = 1) -> Call[Attribute]:
+    def add_attribute(self, process_id: str, key: str, value: str, attributetype: int = 1,
+                      attempt: int | None = None) -> Call[Attribute]:
         a = {"targetid": process_id, "key": key, "value": value, "attributetype": attributetype}
-        return Call({"msgtype": "addattributemsg", "attribute": a}, Attribute)
+        return Call(_fenced({"msgtype": "addattributemsg", "attribute": a}, attempt), Attribute)
 
     def add_function(self, colony: str, executor_name: str, funcname: str, description: str = "") -> Call[Function]:
         f = {"colonyname": colony, "executorname": executor_name, "funcname": funcname, "description": description}

@@ -186,15 +186,22 @@ class GetProcessHistMsg(ColonyNameMsg):
     state: int = 0
 
 
-class CloseSuccessfulMsg(ProcessIdMsg):
+class AttemptMsg(ProcessIdMsg):
+    # The attempt fence (our extension): the `retries` of the Process the executor was assigned. When
+    # set and not the process's current value, the request is refused (403): that attempt timed out
+    # and was re-queued. Absent means no fence (the original's behaviour).
+    attempt: int | None = None
+
+
+class CloseSuccessfulMsg(AttemptMsg):
     out: list[Any] | None = None
 
 
-class CloseFailedMsg(ProcessIdMsg):
+class CloseFailedMsg(AttemptMsg):
     errors: list[str] | None = None
 
 
-class SetOutputMsg(ProcessIdMsg):
+class SetOutputMsg(AttemptMsg):
     out: list[Any] | None = None
 
 
@@ -224,6 +231,7 @@ class GetPauseStatusMsg(ColonyNameMsg):
 
 class AddAttributeMsg(Msg):
     attribute: Attribute = msgspec.field(default_factory=Attribute)
+    attempt: int | None = None  # the attempt fence, as on AttemptMsg
 
 
 class GetAttributeMsg(Msg):

@@ -6,7 +6,7 @@ from typing import Any
 
 from colonies.clock import to_datetime
 from colonies.cluster import EMPTY_NODE
-from colonies.errors import BadRequest, Forbidden, NotFound
+from colonies.errors import BadRequest, Forbidden, IdInUse, NotFound
 from colonies.model import Colony, Executor, ExecutorState, Statistics, User
 from colonies.protocol import messages as m
 from colonies.server.services import Services, check_id, check_name
@@ -63,14 +63,21 @@ async def get_cluster(s: Services, signer: str, msg: m.GetClusterMsg) -> dict[st
 
 
 async def change_colony_id(s: Services, signer: str, msg: m.ChangeColonyIdMsg) -> dict[str, Any]:
-    await s.guard.colony_owner(signer, msg.colonyname)
-    await s.storage.change_colony_id(msg.colonyname, check_id(msg.colonyid, "colony id"))
+    colony = await s.guard.colony_owner(signer, msg.colonyname)
+    new = check_id(msg.colonyid, "colony id")
+    if new != colony.colonyid and await s.storage.identity_in_use(new, msg.colonyname):
+        # An owner id that is also a member id would blur the two roles (owners are not members).
+        raise IdInUse("that id is already in use by an executor or user of the colony")
+    await s.storage.change_colony_id(msg.colonyname, new)
     return {}
 
 
 async def change_server_id(s: Services, signer: str, msg: m.ChangeServerIdMsg) -> dict[str, Any]:
     await s.guard.server_owner(signer)
-    await s.storage.set_server_id(check_id(msg.serverid, "server id"))
+    new = check_id(msg.serverid, "server id")
+    if new != signer and await s.storage.identity_in_use(new, None):
+        raise IdInUse("that id is already in use by an executor or user")
+    await s.storage.set_server_id(new)
     return {}
 
 
@@ -104,8 +111,13 @@ async def approve_executor(s: Services, signer: str, msg: m.ApproveExecutorMsg) 
 
 async def reject_executor(s: Services, signer: str, msg: m.RejectExecutorMsg) -> dict[str, Any]:
     await s.guard.colony_owner(signer, msg.colonyname)
-    await _executor_or_400(s, msg.colonyname, msg.executorname)
-    await s.storage.set_executor_state(msg.colonyname, msg.executorname, ExecutorState.REJECTED)
+    # A revocation: its RUNNING processes go back to the queue (it could no longer close them), in the
+    # same transaction as the state change, and its parked assign polls end at once (403).
+    requeued = await s.storage.reject_executor(msg.colonyname, msg.executorname, s.now())
+    if requeued is None:
+        raise BadRequest(f"executor {msg.executorname} not found in colony {msg.colonyname}")
+    s.bus.revoke(msg.colonyname, msg.executorname)
+    await _publish_ids(s, requeued)
     return {}
 
 
@@ -113,6 +125,7 @@ async def remove_executor(s: Services, signer: str, msg: m.RemoveExecutorMsg) ->
     await s.guard.colony_owner(signer, msg.colonyname)
     await _executor_or_400(s, msg.colonyname, msg.executorname)
     requeued = await s.storage.remove_executor(msg.colonyname, msg.executorname, s.now())
+    s.bus.revoke(msg.colonyname, msg.executorname)
     await _publish_ids(s, requeued)
     return {}
 

@@ -104,7 +104,7 @@ async def assign(s: Services, signer: str, msg: m.AssignProcessMsg) -> Process:
         colony=msg.colonyname, executor_id=executor.executorid, executor_name=executor.executorname,
         executor_type=executor.executortype, location=executor.locationname,
         cpu_millis=parse_cpu(msg.availablecpu) if msg.availablecpu else None,
-        mem_bytes=parse_mem(msg.availablemem) if msg.availablemem else None,
+        mem_bytes=parse_mem(msg.availablemem) if msg.availablemem else None, approved_only=True,
     )
     deadline = monotonic() + max(msg.timeout, 0)
     while True:
@@ -133,6 +133,8 @@ async def assign(s: Services, signer: str, msg: m.AssignProcessMsg) -> Process:
             if not woken:
                 raise timeout_exc
             consumed = True
+            if waiter.revoked:
+                raise Forbidden(f"access denied, executor {req.executor_name} was rejected or removed")
         finally:
             s.bus.unpark(waiter, consumed=consumed or not waiter.future.done())
 
@@ -172,17 +174,28 @@ async def get_process_hist(s: Services, signer: str, msg: m.GetProcessHistMsg) -
     return await s.storage.process_history(msg.colonyname, msg.executorid, since, msg.state)
 
 
-async def _close(s: Services, signer: str, process_id: str, success: bool, out: list[Any] | None,
-                 errors: list[str] | None) -> dict[str, Any]:
-    p, member = await _process_as_member(s, signer, process_id)
+def _check_attempt(p: Process, signer: str, attempt: int | None) -> None:
+    """The caller is the assigned executor and, when it names one, at the current attempt (the fence
+    against a late close of an attempt that was re-queued and assigned again to the same identity)."""
     if not p.isassigned or p.assignedexecutorid != signer:
         raise Forbidden("access denied, process is not assigned to the caller")
+    if attempt is not None and attempt != p.retries:
+        raise Forbidden(f"access denied, process is not assigned to the caller at attempt {attempt}"
+                        f" (stale attempt; the current attempt is {p.retries})")
+
+
+async def _close(s: Services, signer: str, process_id: str, success: bool, out: list[Any] | None,
+                 errors: list[str] | None, attempt: int | None) -> dict[str, Any]:
+    p, member = await _process_as_member(s, signer, process_id)
+    _check_attempt(p, signer, attempt)
     now = s.now()
-    changed = await s.storage.finish(process_id, signer, success, out, errors, now)
+    changed = await s.storage.finish(process_id, signer, success, out, errors, now, attempt)
     if changed is None or changed.process is None:
         current = await s.storage.get_process(process_id, attributes=False)
         state = ProcessState(current.state).name if current else "removed"
-        if current is not None and current.assignedexecutorid != signer:
+        if current is not None and current.state == ProcessState.RUNNING:
+            _check_attempt(current, signer, attempt)
+        elif current is not None and current.assignedexecutorid != signer:
             raise Forbidden("access denied, process is not assigned to the caller")
         raise BadRequest(f"process is {state}, not RUNNING")
     s.bus.publish(changed.process)
@@ -196,18 +209,20 @@ async def _close(s: Services, signer: str, process_id: str, success: bool, out: 
 
 
 async def close_successful(s: Services, signer: str, msg: m.CloseSuccessfulMsg) -> dict[str, Any]:
-    return await _close(s, signer, msg.processid, True, msg.out, None)
+    return await _close(s, signer, msg.processid, True, msg.out, None, msg.attempt)
 
 
 async def close_failed(s: Services, signer: str, msg: m.CloseFailedMsg) -> dict[str, Any]:
-    return await _close(s, signer, msg.processid, False, None, msg.errors or [])
+    return await _close(s, signer, msg.processid, False, None, msg.errors or [], msg.attempt)
 
 
 async def set_output(s: Services, signer: str, msg: m.SetOutputMsg) -> dict[str, Any]:
     p, _ = await _process_as_member(s, signer, msg.processid)
-    if p.assignedexecutorid != signer:
-        raise Forbidden("access denied, process is not assigned to the caller")
-    if not await s.storage.set_output(msg.processid, signer, msg.out or []):
+    _check_attempt(p, signer, msg.attempt)
+    if not await s.storage.set_output(msg.processid, signer, msg.out or [], msg.attempt):
+        current = await s.storage.get_process(msg.processid, attributes=False)
+        if current is not None and current.state == ProcessState.RUNNING:
+            _check_attempt(current, signer, msg.attempt)
         raise BadRequest("process is not RUNNING")
     return {}
 
@@ -265,6 +280,7 @@ async def add_attribute(s: Services, signer: str, msg: m.AddAttributeMsg) -> Att
     p, _ = await _process_as_member(s, signer, a.targetid)
     if p.assignedexecutorid != signer:
         raise Forbidden("access denied, process is not assigned to the caller")
+    _check_attempt(p, signer, msg.attempt)
     if p.state != ProcessState.RUNNING:
         raise BadRequest("attributes can only be added to a RUNNING process")
     if not 0 <= a.attributetype <= 3:
@@ -295,7 +311,9 @@ async def add_function(s: Services, signer: str, msg: m.AddFunctionMsg) -> Funct
         raise Forbidden("access denied, only the named executor may register its functions")
     if not f.funcname:
         raise BadRequest("funcname is required")
-    f.functionid = f.functionid or new_id()
+    # Always a fresh id: a client-chosen one that exists in another colony would fail, and that
+    # failure would tell the caller that the id exists there (an existence oracle across tenants).
+    f.functionid = new_id()
     f.executortype = member.executortype
     f.locationname = member.locationname
     await s.storage.add_function(f)

@@ -31,6 +31,7 @@ class Services:
 
     def __post_init__(self) -> None:
         self.guard = Guard(self.storage, self.clock.now_ns)
+        self.bus.on_revoke.append(self.guard.forget_revoked)  # revocations here or on another replica
         if self.leadership is None:
             self.leadership = SingleNode(local_node(self.config))
 

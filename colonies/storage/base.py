@@ -39,6 +39,10 @@ class ClaimRequest:
     location: str = ""
     cpu_millis: int | None = None  # None: unlimited
     mem_bytes: int | None = None
+    # The server sets it: claim only while `executor_id` is an APPROVED executor of the colony under
+    # `executor_name`, checked in the claim's own transaction (a revoked executor gets nothing);
+    # otherwise the claim raises Forbidden.
+    approved_only: bool = False
 
 
 @dataclass
@@ -119,7 +123,8 @@ class Storage(ABC):
     # -- executors ------------------------------------------------------------------------------------
     @abstractmethod
     async def add_executor(self, executor: Executor, replace: bool = False) -> list[str]:
-        """Insert (Conflict if the name exists, unless `replace`); returns ids of re-queued processes."""
+        """Insert (Conflict if the name exists, unless `replace`; IdInUse if another executor that is not
+        UNREGISTERED, in any colony, has the id); returns ids of re-queued processes."""
 
     @abstractmethod
     async def get_executor(self, colony: str, name: str) -> Executor | None: ...
@@ -139,7 +144,12 @@ class Storage(ABC):
 
     @abstractmethod
     async def remove_executor(self, colony: str, name: str, now_ns: int) -> list[str]:
-        """Soft-delete (UNREGISTERED), drop its functions, re-queue its RUNNING processes."""
+        """Soft-delete (UNREGISTERED), drop its functions, re-queue its RUNNING processes of this colony."""
+
+    @abstractmethod
+    async def reject_executor(self, colony: str, name: str, now_ns: int) -> list[str] | None:
+        """State REJECTED and re-queue its RUNNING processes of this colony (a revocation), in one
+        transaction that a concurrent claim cannot interleave with; None if there is no such executor."""
 
     @abstractmethod
     async def touch_executor(self, executor_id: str, now_ns: int) -> None:
@@ -151,7 +161,8 @@ class Storage(ABC):
     ) -> None: ...
 
     @abstractmethod
-    async def change_executor_id(self, colony: str, old_id: str, new_id: str) -> None: ...
+    async def change_executor_id(self, colony: str, old_id: str, new_id: str) -> None:
+        """IdInUse if `new_id` is another live executor's (any colony) or a user's of the colony."""
 
     @abstractmethod
     async def stale_executors(self, older_than_ns: int) -> list[Executor]: ...
@@ -174,7 +185,13 @@ class Storage(ABC):
     async def remove_user(self, colony: str, name: str) -> bool: ...
 
     @abstractmethod
-    async def change_user_id(self, colony: str, old_id: str, new_id: str) -> None: ...
+    async def change_user_id(self, colony: str, old_id: str, new_id: str) -> None:
+        """IdInUse if `new_id` is another user's or an executor's (not UNREGISTERED) of the colony."""
+
+    @abstractmethod
+    async def identity_in_use(self, identity: str, colony: str | None) -> bool:
+        """Whether an executor (not UNREGISTERED) or a user of `colony` (of any colony when None) has
+        this id."""
 
     # -- processes --------------------------------------------------------------------------------------
     @abstractmethod
@@ -195,13 +212,16 @@ class Storage(ABC):
     @abstractmethod
     async def finish(
         self, process_id: str, executor_id: str, success: bool, output: list[object] | None,
-        errors: list[str] | None, now_ns: int,
+        errors: list[str] | None, now_ns: int, attempt: int | None = None,
     ) -> Changed | None:
-        """RUNNING + assigned to `executor_id` → SUCCESS/FAILED, resolving its workflow in the same
-        transaction. None when the process is not in that state (the caller finds out why)."""
+        """RUNNING + assigned to `executor_id` (+ `retries == attempt` unless None: the attempt fence)
+        → SUCCESS/FAILED, resolving its workflow in the same transaction. None when the process is not
+        in that state (the caller finds out why)."""
 
     @abstractmethod
-    async def set_output(self, process_id: str, executor_id: str, output: list[object]) -> bool: ...
+    async def set_output(self, process_id: str, executor_id: str, output: list[object],
+                         attempt: int | None = None) -> bool:
+        """Replace the output of a RUNNING process assigned to `executor_id` (and at that attempt)."""
 
     @abstractmethod
     async def cancel(self, process_id: str, actor: str, now_ns: int) -> Process | None:

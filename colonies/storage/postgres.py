@@ -23,7 +23,7 @@ import asyncpg  # type: ignore[import-untyped,unused-ignore]
 from asyncpg import Connection as Con  # type: ignore[import-untyped,unused-ignore]
 
 from colonies.clock import NS, ZERO_TIME
-from colonies.errors import Conflict, StorageError
+from colonies.errors import Conflict, Forbidden, IdInUse, StorageError
 from colonies.model import (
     Attribute,
     Colony,
@@ -209,12 +209,17 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
 
         async def tx(con: Con) -> list[str]:
             requeued: list[str] = []
+            await _lock_identity(con, e.executorid)
             old = await con.fetchrow("SELECT executor_id FROM executors WHERE colony_name = $1 AND name = $2"
                                      " FOR UPDATE", e.colonyname, e.executorname)
+            if old is not None and not replace:
+                raise Conflict(f"an executor named {e.executorname} already exists in {e.colonyname}")
+            if await con.fetchval("SELECT 1 FROM executors WHERE executor_id = $1 AND state != 3"
+                                  " AND NOT (colony_name = $2 AND name = $3) LIMIT 1",
+                                  e.executorid, e.colonyname, e.executorname):
+                raise IdInUse("an executor with that id is already registered")
             if old is not None:
-                if not replace:
-                    raise Conflict(f"an executor named {e.executorname} already exists in {e.colonyname}")
-                requeued = await self._requeue_executor(con, old[0], 0)
+                requeued = await self._requeue_executor(con, e.colonyname, old[0], 0)
                 await con.execute("DELETE FROM functions WHERE colony_name = $1 AND executor_name = $2",
                                   e.colonyname, e.executorname)
                 await con.execute("DELETE FROM executors WHERE colony_name = $1 AND name = $2",
@@ -256,14 +261,15 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
                                          state, colony, name)
         return _count(status) > 0
 
-    async def _requeue_executor(self, con: Con, executor_id: str, now: int) -> list[str]:
-        """Put an executor's RUNNING processes back in the queue, without counting a retry."""
+    async def _requeue_executor(self, con: Con, colony: str, executor_id: str, now: int,
+                                why: str = "executor removed") -> list[str]:
+        """Put an executor's RUNNING processes of `colony` back in the queue, without counting a retry."""
         found = await con.fetch(
-            "SELECT process_id, spec, priority_time, colony_name, max_wait_time FROM processes"
-            " WHERE assigned_executor_id = $1 AND state = 1 FOR UPDATE", executor_id)
-        for pid, spec, prio, colony, max_wait in found:
+            "SELECT process_id, spec, priority_time, max_wait_time FROM processes"
+            " WHERE assigned_executor_id = $1 AND state = 1 AND colony_name = $2 FOR UPDATE", executor_id, colony)
+        for pid, spec, prio, max_wait in found:
             await self._to_waiting(con, pid, spec, prio, colony, max_wait, now, retry=False)
-            await self._event(con, pid, now, "requeued", executor_id, "executor removed")
+            await self._event(con, pid, now, "requeued", executor_id, why)
         return [r[0] for r in found]
 
     async def _to_waiting(self, con: Con, pid: str, spec: str, prio: int, colony: str, max_wait: int, now: int,
@@ -288,10 +294,23 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
                                      " FOR UPDATE", colony, name)
             if row is None:
                 return []
-            requeued = await self._requeue_executor(con, row[0], now_ns)
+            # The row lock (FOR UPDATE) waits for claims holding FOR KEY SHARE on it, and makes later
+            # ones see the new state: the re-queue below then sees every process claimed before it.
+            requeued = await self._requeue_executor(con, colony, row[0], now_ns)
             await con.execute("DELETE FROM functions WHERE colony_name = $1 AND executor_name = $2", colony, name)
             await con.execute("UPDATE executors SET state = 3 WHERE colony_name = $1 AND name = $2", colony, name)
             return requeued
+
+        return await self._run(tx)
+
+    async def reject_executor(self, colony: str, name: str, now_ns: int) -> list[str] | None:
+        async def tx(con: Con) -> list[str] | None:
+            row = await con.fetchrow("SELECT executor_id FROM executors WHERE colony_name = $1 AND name = $2"
+                                     " FOR UPDATE", colony, name)
+            if row is None:
+                return None
+            await con.execute("UPDATE executors SET state = 2 WHERE colony_name = $1 AND name = $2", colony, name)
+            return await self._requeue_executor(con, colony, row[0], now_ns, "executor rejected")
 
         return await self._run(tx)
 
@@ -311,8 +330,15 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
                                   allocations.decode(), colony, name)
 
     async def change_executor_id(self, colony: str, old_id: str, new_id: str) -> None:
-        await self.pool.execute("UPDATE executors SET executor_id = $1 WHERE colony_name = $2 AND executor_id = $3",
-                                new_id, colony, old_id)
+        async with self._tx() as con:
+            if new_id != old_id:
+                await _lock_identity(con, new_id)
+                if await con.fetchval("SELECT 1 FROM executors WHERE executor_id = $1 AND state != 3"
+                                      " UNION ALL SELECT 1 FROM users WHERE user_id = $1 AND colony_name = $2 LIMIT 1",
+                                      new_id, colony):
+                    raise IdInUse("that id is already in use")
+            await con.execute("UPDATE executors SET executor_id = $1 WHERE colony_name = $2 AND executor_id = $3",
+                              new_id, colony, old_id)
 
     async def stale_executors(self, older_than_ns: int) -> list[Executor]:
         return [rows.executor(r) for r in await self._all(
@@ -396,6 +422,13 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
         if req.mem_bytes is not None:
             args.append(req.mem_bytes)
             extra += f" AND p.mem <= ${len(args)}"
+        # The revocation fence: the executor's row, still APPROVED, under a key-share lock that reject and
+        # remove (SELECT … FOR UPDATE) wait for, and that waits for them (then re-reads the new state).
+        elig, pick_if = "", ""
+        if req.approved_only:
+            elig = (" elig AS (SELECT 1 FROM executors WHERE colony_name = $1 AND executor_id = $5 AND name = $4"
+                    "  AND state = 1 FOR KEY SHARE),")
+            pick_if = "WHERE EXISTS (SELECT 1 FROM elig)"
         sql = (
             "WITH open AS (SELECT p.process_id, p.priority_time FROM processes p"
             "  WHERE p.colony_name = $1 AND p.executor_type = $2 AND p.state = 0 AND NOT p.wait_for_parents"
@@ -404,8 +437,8 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
             "  JOIN processes p ON p.process_id = t.process_id"
             "  WHERE t.colony_name = $1 AND t.executor_name = $4 AND p.executor_type = $2 AND p.state = 0"
             f"  AND NOT p.wait_for_parents{extra} ORDER BY t.priority_time LIMIT 1 FOR UPDATE OF p SKIP LOCKED),"
-            " pick AS (SELECT process_id FROM (SELECT * FROM open UNION ALL SELECT * FROM named) c"
-            "  ORDER BY priority_time LIMIT 1),"
+            f"{elig} pick AS (SELECT process_id FROM (SELECT * FROM open UNION ALL SELECT * FROM named) c"
+            f"  {pick_if} ORDER BY priority_time LIMIT 1),"
             # One round trip: claim, drop the targets rows, record the event, return the claimed row.
             " upd AS (UPDATE processes SET state = 1, is_assigned = TRUE, assigned_executor_id = $5, start_time = $6,"
             "  exec_deadline = CASE WHEN max_exec_time > 0 THEN $6 + max_exec_time * 1000000000 ELSE 0 END,"
@@ -413,11 +446,14 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
             " del AS (DELETE FROM process_targets t USING upd WHERE t.process_id = upd.process_id),"
             " ev AS (INSERT INTO process_events (process_id, ts, event, actor, detail)"
             "  SELECT process_id, $6, 'assigned', $5, $4 FROM upd)"
-            " SELECT * FROM upd")
+            + (" SELECT upd.*, (SELECT count(*) FROM elig) FROM (SELECT 1) one LEFT JOIN upd ON TRUE"
+               if req.approved_only else " SELECT * FROM upd"))
 
         async def tx(con: Con) -> Process | None:
             row = await con.fetchrow(sql, *args)
-            if row is None:
+            if req.approved_only and row is not None and not row[-1]:
+                raise Forbidden(f"access denied, not an approved executor of colony {req.colony}")
+            if row is None or row[0] is None:
                 return None
             p = rows.process(row)
             pid = p.processid
@@ -432,7 +468,7 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
         return await self._run(tx)
 
     async def finish(self, process_id: str, executor_id: str, success: bool, output: list[object] | None,
-                     errors: list[str] | None, now_ns: int) -> Changed | None:
+                     errors: list[str] | None, now_ns: int, attempt: int | None = None) -> Changed | None:
         args: list[Any]
         if success:
             sets, args = "state = 2, end_time = $3, exec_deadline = 0", [now_ns]
@@ -441,13 +477,17 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
                 args.append(js(output))
         else:
             sets, args = "state = 3, end_time = $3, exec_deadline = 0, errors = $4", [now_ns, js(errors or [])]
+        fence = ""
+        if attempt is not None:  # the attempt fence: only the attempt the executor was given may close
+            args.append(attempt)
+            fence = f" AND retries = ${len(args) + 2}"
         detail = "" if success else "; ".join(errors or [])[:1000]
         # A process outside any graph (the common case) closes in one statement, atomic without
         # BEGIN/COMMIT: the update, its event and the new row. Graph members, and processes not RUNNING
         # for this executor, take the transaction below.
         n = len(args) + 2
         fast = (f"WITH upd AS (UPDATE processes SET {sets} WHERE process_id = $1 AND state = 1"
-                f" AND assigned_executor_id = $2 AND processgraph_id = '' RETURNING {_P}),"
+                f" AND assigned_executor_id = $2 AND processgraph_id = ''{fence} RETURNING {_P}),"
                 " ev AS (INSERT INTO process_events (process_id, ts, event, actor, detail)"
                 f"  SELECT process_id, $3, ${n + 1}, $2, ${n + 2} FROM upd)"
                 " SELECT * FROM upd")
@@ -464,7 +504,7 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
             if graph_id:
                 await self._lock_graph(con, graph_id)
             row = await con.fetchrow(f"UPDATE processes SET {sets} WHERE process_id = $1 AND state = 1"
-                                     " AND assigned_executor_id = $2 RETURNING children",
+                                     f" AND assigned_executor_id = $2{fence} RETURNING children",
                                      process_id, executor_id, *args)
             if row is None:
                 return None
@@ -474,9 +514,11 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
 
         return await self._run(tx)
 
-    async def set_output(self, process_id: str, executor_id: str, output: list[object]) -> bool:
+    async def set_output(self, process_id: str, executor_id: str, output: list[object],
+                         attempt: int | None = None) -> bool:
         status = await self.pool.execute("UPDATE processes SET output = $1 WHERE process_id = $2 AND state = 1"
-                                         " AND assigned_executor_id = $3", js(output), process_id, executor_id)
+                                         " AND assigned_executor_id = $3 AND ($4::bigint IS NULL OR retries = $4)",
+                                         js(output), process_id, executor_id, attempt)
         return _count(status) > 0
 
     async def cancel(self, process_id: str, actor: str, now_ns: int) -> Process | None:
@@ -615,6 +657,11 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
 def _targets(p: Process) -> list[str]:
     """The executor names a process is targeted at (none for `*` or empty names)."""
     return [n for n in (p.spec.conditions.executornames or []) if n and n != "*"]
+
+
+async def _lock_identity(con: Con, identity: str) -> None:
+    """Serialize registrations and id changes that claim `identity`, so an in-use check cannot race."""
+    await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "identity/" + identity)
 
 
 async def _no_session_reset(con: Con) -> None:

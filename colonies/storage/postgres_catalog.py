@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 
-from colonies.errors import Conflict
+from colonies.errors import Conflict, IdInUse
 from colonies.model import Attribute, Function, User
 from colonies.storage import rows
 from colonies.storage.postgres_base import PostgresBase
@@ -55,8 +55,25 @@ class PostgresCatalogMixin(PostgresBase):
                                               colony, name)) > 0
 
     async def change_user_id(self, colony: str, old_id: str, new_id: str) -> None:
-        await self.pool.execute("UPDATE users SET user_id = $1 WHERE colony_name = $2 AND user_id = $3",
-                                new_id, colony, old_id)
+        async with self._tx() as con:
+            if new_id != old_id:
+                await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "users/" + colony)
+                if await self._in_use(con, new_id, colony):
+                    raise IdInUse("that id is already in use")
+            await con.execute("UPDATE users SET user_id = $1 WHERE colony_name = $2 AND user_id = $3",
+                              new_id, colony, old_id)
+
+    async def identity_in_use(self, identity: str, colony: str | None) -> bool:
+        return await self._in_use(self.pool, identity, colony)
+
+    async def _in_use(self, con: Any, identity: str, colony: str | None) -> bool:
+        if colony is None:
+            return bool(await con.fetchval(
+                "SELECT 1 FROM executors WHERE executor_id = $1 AND state != 3"
+                " UNION ALL SELECT 1 FROM users WHERE user_id = $1 LIMIT 1", identity))
+        return bool(await con.fetchval(
+            "SELECT 1 FROM executors WHERE executor_id = $1 AND colony_name = $2 AND state != 3"
+            " UNION ALL SELECT 1 FROM users WHERE user_id = $1 AND colony_name = $2 LIMIT 1", identity, colony))
 
     # -- attributes and functions --------------------------------------------------------------------------------
     async def add_attribute(self, attribute: Attribute, now_ns: int) -> None:
@@ -78,10 +95,13 @@ class PostgresCatalogMixin(PostgresBase):
 
     async def add_function(self, function: Function) -> None:
         f = function
-        await self.pool.execute(
-            f"INSERT INTO functions ({rows.FUNCTION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
-            f.functionid, f.executorname, f.executortype, f.colonyname, f.funcname, f.description,
-            js(f.args) if f.args else None, 0, 0, 0, 0, 0, 0, 0, f.locationname)
+        try:
+            await self.pool.execute(
+                f"INSERT INTO functions ({rows.FUNCTION_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+                f.functionid, f.executorname, f.executortype, f.colonyname, f.funcname, f.description,
+                js(f.args) if f.args else None, 0, 0, 0, 0, 0, 0, 0, f.locationname)
+        except asyncpg.UniqueViolationError:
+            raise Conflict("a function with that id already exists") from None
 
     async def get_function(self, function_id: str) -> Function | None:
         row = await self._one(f"SELECT {rows.FUNCTION_COLS} FROM functions WHERE function_id = $1", function_id)

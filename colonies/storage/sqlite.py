@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from colonies.clock import NS, ZERO_TIME
-from colonies.errors import Conflict, StorageError
+from colonies.errors import Conflict, Forbidden, IdInUse, StorageError
 from colonies.model import (
     Attribute,
     Colony,
@@ -189,10 +189,14 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
         with self._tx() as db:
             old = db.execute("SELECT executor_id FROM executors WHERE colony_name = ? AND name = ?",
                              (e.colonyname, e.executorname)).fetchone()
+            if old is not None and not replace:
+                raise Conflict(f"an executor named {e.executorname} already exists in {e.colonyname}")
+            if db.execute("SELECT 1 FROM executors WHERE executor_id = ? AND state != 3"
+                          " AND NOT (colony_name = ? AND name = ?) LIMIT 1",
+                          (e.executorid, e.colonyname, e.executorname)).fetchone():
+                raise IdInUse("an executor with that id is already registered")
             if old is not None:
-                if not replace:
-                    raise Conflict(f"an executor named {e.executorname} already exists in {e.colonyname}")
-                requeued = self._requeue_executor(db, old[0], 0)
+                requeued = self._requeue_executor(db, e.colonyname, old[0], 0)
                 db.execute("DELETE FROM functions WHERE colony_name = ? AND executor_name = ?",
                            (e.colonyname, e.executorname))
                 db.execute("DELETE FROM executors WHERE colony_name = ? AND name = ?",
@@ -230,14 +234,15 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
                              (state, colony, name))
         return cur.rowcount > 0
 
-    def _requeue_executor(self, db: sqlite3.Connection, executor_id: str, now: int) -> list[str]:
-        """Put an executor's RUNNING processes back in the queue, without counting a retry."""
+    def _requeue_executor(self, db: sqlite3.Connection, colony: str, executor_id: str, now: int,
+                          why: str = "executor removed") -> list[str]:
+        """Put an executor's RUNNING processes of `colony` back in the queue, without counting a retry."""
         found = db.execute(
-            "SELECT process_id, spec, priority_time, colony_name, max_wait_time FROM processes "
-            "WHERE assigned_executor_id = ? AND state = 1", (executor_id,)).fetchall()
-        for pid, spec, prio, colony, max_wait in found:
+            "SELECT process_id, spec, priority_time, max_wait_time FROM processes "
+            "WHERE assigned_executor_id = ? AND state = 1 AND colony_name = ?", (executor_id, colony)).fetchall()
+        for pid, spec, prio, max_wait in found:
             self._to_waiting(db, pid, spec, prio, colony, max_wait, now, retry=False)
-            self._event(db, pid, now, "requeued", executor_id, "executor removed")
+            self._event(db, pid, now, "requeued", executor_id, why)
         return [r[0] for r in found]
 
     def _to_waiting(self, db: sqlite3.Connection, pid: str, spec: bytes, prio: int, colony: str,
@@ -262,10 +267,19 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
                              (colony, name)).fetchone()
             if row is None:
                 return []
-            requeued = self._requeue_executor(db, row[0], now_ns)
+            requeued = self._requeue_executor(db, colony, row[0], now_ns)
             db.execute("DELETE FROM functions WHERE colony_name = ? AND executor_name = ?", (colony, name))
             db.execute("UPDATE executors SET state = 3 WHERE colony_name = ? AND name = ?", (colony, name))
         return requeued
+
+    async def reject_executor(self, colony: str, name: str, now_ns: int) -> list[str] | None:
+        with self._tx() as db:
+            row = db.execute("SELECT executor_id FROM executors WHERE colony_name = ? AND name = ?",
+                             (colony, name)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE executors SET state = 2 WHERE colony_name = ? AND name = ?", (colony, name))
+            return self._requeue_executor(db, colony, row[0], now_ns, "executor rejected")
 
     async def touch_executor(self, executor_id: str, now_ns: int) -> None:
         # Skipped when recent, so a busy executor does not turn every call into a write.
@@ -285,6 +299,12 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
 
     async def change_executor_id(self, colony: str, old_id: str, new_id: str) -> None:
         with self._tx() as db:
+            if new_id != old_id and (
+                    db.execute("SELECT 1 FROM executors WHERE executor_id = ? AND state != 3 LIMIT 1",
+                               (new_id,)).fetchone()
+                    or db.execute("SELECT 1 FROM users WHERE user_id = ? AND colony_name = ? LIMIT 1",
+                                  (new_id, colony)).fetchone()):
+                raise IdInUse("that id is already in use")
             db.execute("UPDATE executors SET executor_id = ? WHERE colony_name = ? AND executor_id = ?",
                        (new_id, colony, old_id))
 
@@ -347,6 +367,11 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
 
     async def claim(self, req: ClaimRequest, now_ns: int) -> Process | None:
         db = self.db
+        if req.approved_only and db.execute(
+                "SELECT 1 FROM executors WHERE colony_name = ? AND executor_id = ? AND name = ? AND state = 1",
+                (req.colony, req.executor_id, req.executor_name)).fetchone() is None:
+            # Nothing awaits between this check and the claim below: no revocation can come in between.
+            raise Forbidden(f"access denied, not an approved executor of colony {req.colony}")
         extra = self._CLAIM_FILTER
         args: list[Any] = [req.location]
         if req.cpu_millis is not None:
@@ -388,11 +413,11 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
         return p
 
     async def finish(self, process_id: str, executor_id: str, success: bool, output: list[object] | None,
-                     errors: list[str] | None, now_ns: int) -> Changed | None:
+                     errors: list[str] | None, now_ns: int, attempt: int | None = None) -> Changed | None:
         with self._tx() as db:
-            row = db.execute("SELECT state, assigned_executor_id, processgraph_id, children FROM processes"
+            row = db.execute("SELECT state, assigned_executor_id, processgraph_id, children, retries FROM processes"
                              " WHERE process_id = ?", (process_id,)).fetchone()
-            if row is None or row[0] != RUNNING or row[1] != executor_id:
+            if row is None or row[0] != RUNNING or row[1] != executor_id or attempt not in (None, row[4]):
                 return None
             args: list[Any]
             if success:
@@ -409,10 +434,12 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
             p = self._get(db, process_id)
         return Changed(process=p, others=others)
 
-    async def set_output(self, process_id: str, executor_id: str, output: list[object]) -> bool:
+    async def set_output(self, process_id: str, executor_id: str, output: list[object],
+                         attempt: int | None = None) -> bool:
         with self._tx() as db:
             cur = db.execute("UPDATE processes SET output = ? WHERE process_id = ? AND state = 1"
-                             " AND assigned_executor_id = ?", (rows.dumps(output), process_id, executor_id))
+                             " AND assigned_executor_id = ? AND (? IS NULL OR retries = ?)",
+                             (rows.dumps(output), process_id, executor_id, attempt, attempt))
         return cur.rowcount > 0
 
     async def cancel(self, process_id: str, actor: str, now_ns: int) -> Process | None:

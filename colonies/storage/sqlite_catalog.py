@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from colonies.errors import Conflict
+from colonies.errors import Conflict, IdInUse
 from colonies.model import Attribute, Function, User
 from colonies.storage import rows
 from colonies.storage.sqlite_base import SqliteBase
@@ -41,8 +41,23 @@ class SqliteCatalogMixin(SqliteBase):
 
     async def change_user_id(self, colony: str, old_id: str, new_id: str) -> None:
         with self._tx() as db:
+            if new_id != old_id and self._in_use(db, new_id, colony):
+                raise IdInUse("that id is already in use")
             db.execute("UPDATE users SET user_id = ? WHERE colony_name = ? AND user_id = ?",
                        (new_id, colony, old_id))
+
+    async def identity_in_use(self, identity: str, colony: str | None) -> bool:
+        return self._in_use(self.db, identity, colony)
+
+    def _in_use(self, db: sqlite3.Connection, identity: str, colony: str | None) -> bool:
+        if colony is None:
+            found = db.execute("SELECT 1 FROM executors WHERE executor_id = ?1 AND state != 3"
+                               " UNION ALL SELECT 1 FROM users WHERE user_id = ?1 LIMIT 1", (identity,))
+        else:
+            found = db.execute("SELECT 1 FROM executors WHERE executor_id = ?1 AND colony_name = ?2 AND state != 3"
+                               " UNION ALL SELECT 1 FROM users WHERE user_id = ?1 AND colony_name = ?2 LIMIT 1",
+                               (identity, colony))
+        return found.fetchone() is not None
 
     # -- attributes and functions -------------------------------------------------------------------------------
     async def add_attribute(self, attribute: Attribute, now_ns: int) -> None:
@@ -64,10 +79,13 @@ class SqliteCatalogMixin(SqliteBase):
 
     async def add_function(self, function: Function) -> None:
         f = function
-        with self._tx() as db:
-            db.execute(f"INSERT INTO functions ({rows.FUNCTION_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                       (f.functionid, f.executorname, f.executortype, f.colonyname, f.funcname, f.description,
-                        rows.dumps(f.args) if f.args else None, 0, 0, 0, 0, 0, 0, 0, f.locationname))
+        try:
+            with self._tx() as db:
+                db.execute(f"INSERT INTO functions ({rows.FUNCTION_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           (f.functionid, f.executorname, f.executortype, f.colonyname, f.funcname, f.description,
+                            rows.dumps(f.args) if f.args else None, 0, 0, 0, 0, 0, 0, 0, f.locationname))
+        except sqlite3.IntegrityError:
+            raise Conflict("a function with that id already exists") from None
 
     async def get_function(self, function_id: str) -> Function | None:
         row = self._one(f"SELECT {rows.FUNCTION_COLS} FROM functions WHERE function_id = ?", (function_id,))
