@@ -181,6 +181,8 @@ def test_tables_fit_80_columns_without_breaking_states(server: ServerProc, colon
         for word in words:
             assert any(word in line for line in lines), out  # never folded ("WAITI" / "NG")
         assert "WAITI " not in out and "CANCE " not in out
+    shown = _ok(run_cli(env, "process", "get", "-p", pids[1]))  # a field table folds, never widens
+    assert all(len(line) <= 80 for line in shown.splitlines()) and "WAITING" in shown, shown
     psw = _ok(run_cli(env, "process", "psw"))
     assert pids[1][:12] + "…" in psw and pids[1] not in psw  # ids cut to fit
     full = _ok(run_cli(env, "process", "psw", "--full"))

@@ -176,7 +176,8 @@ def table(
         for row in cells:
             for j in times:
                 row[j] = row[j][5:16] if len(row[j]) == 19 else row[j]
-    t = Table(title=title, title_justify="left", header_style="bold")
+    t: Any = Table(title=title, title_justify="left", header_style="bold")
+    t.wide = full  # read by print_fitted
     for j, i in enumerate(keep):
         c = columns[i]
         if c.endswith("Id"):
@@ -201,10 +202,13 @@ def show(items: Any, as_json: bool, render: Callable[[Any], Any]) -> None:
 
 
 def print_fitted(renderable: Any) -> None:
-    """Print to stdout, widening past the terminal only when the renderable cannot fit (`--full`)."""
+    """Print to stdout; a `--full` table that cannot fit the terminal is printed wider than it."""
     from rich.console import Console
 
     out = console()
+    if not getattr(renderable, "wide", False):
+        out.print(renderable)
+        return
     size = out.measure(renderable, options=out.options.update_width(10_000))
     if size.minimum > out.width:
         out = Console(highlight=False, soft_wrap=False, width=size.maximum)

@@ -107,7 +107,7 @@ def still_queued_hint(pending: list[Process]) -> str:
         where = f"{STATES.get(p.state, p.state)} on executor {p.assignedexecutorid[:12]}…"
     return (f"process {pid} is still {where}. It was not cancelled: wait with "
             f"`colonies process get -p {pid} --wait`, or cancel it with `colonies process cancel -p {pid}` "
-            f"(then `colonies process remove -p {pid}`)")
+            "(and delete it with `colonies process remove`)")
 
 
 def wait_final(
