@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from colonies.executors.capture import Sink as _Sink
 from colonies.executors.capture import install_capture
 from colonies.executors.context import Cancelled, Context
 from colonies.executors.functions import ArgumentError
@@ -11,5 +10,5 @@ from colonies.executors.loader import load_executor
 from colonies.executors.retry import RetryPolicy
 from colonies.executors.running import REPORT_RETRY_S
 
-__all__ = ["REPORT_RETRY_S", "ArgumentError", "Cancelled", "Context", "Executor", "RetryPolicy", "_Sink",
-           "install_capture", "load_executor"]
+__all__ = ["REPORT_RETRY_S", "ArgumentError", "Cancelled", "Context", "Executor", "RetryPolicy", "install_capture",
+           "load_executor"]
