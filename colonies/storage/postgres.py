@@ -28,12 +28,9 @@ from colonies.model import (
     Attribute,
     Colony,
     Executor,
-    ExecutorState,
     Process,
-    ProcessEvent,
     ProcessGraph,
     ProcessState,
-    Statistics,
 )
 from colonies.resources import parse_cpu, parse_mem
 from colonies.storage import rows
@@ -236,31 +233,6 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
 
         return await self._run(tx)
 
-    async def get_executor(self, colony: str, name: str) -> Executor | None:
-        row = await self._one(f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE colony_name = $1 AND name = $2",
-                              colony, name)
-        return rows.executor(row) if row else None
-
-    async def get_executor_by_id(self, executor_id: str) -> Executor | None:
-        row = await self._one(f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE executor_id = $1 "
-                              "ORDER BY state = 3, commission_time DESC LIMIT 1", executor_id)
-        return rows.executor(row) if row else None
-
-    async def get_colony_executor_by_id(self, colony: str, executor_id: str) -> Executor | None:
-        row = await self._one(f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE executor_id = $1 AND"
-                              " colony_name = $2 ORDER BY state = 3 LIMIT 1", executor_id, colony)
-        return rows.executor(row) if row else None
-
-    async def list_executors(self, colony: str) -> list[Executor]:
-        return [rows.executor(r) for r in await self._all(
-            f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE colony_name = $1 ORDER BY name COLLATE \"C\"",
-            colony)]
-
-    async def set_executor_state(self, colony: str, name: str, state: int) -> bool:
-        status = await self.pool.execute("UPDATE executors SET state = $1 WHERE colony_name = $2 AND name = $3",
-                                         state, colony, name)
-        return _count(status) > 0
-
     async def _requeue_executor(self, con: Con, colony: str, executor_id: str, now: int,
                                 why: str = "executor removed") -> list[str]:
         """Put an executor's RUNNING processes of `colony` back in the queue, without counting a retry."""
@@ -314,21 +286,6 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
 
         return await self._run(tx)
 
-    async def touch_executor(self, executor_id: str, now_ns: int) -> None:
-        # Skipped when recent, so a busy executor does not turn every call into a write.
-        await self.pool.execute("UPDATE executors SET last_heard = $1 WHERE executor_id = $2 AND last_heard < $3",
-                                now_ns, executor_id, now_ns - NS)
-
-    async def update_executor(self, colony: str, name: str, capabilities: bytes | None,
-                              allocations: bytes | None) -> None:
-        async with self._tx() as con:
-            if capabilities is not None:
-                await con.execute("UPDATE executors SET capabilities = $1 WHERE colony_name = $2 AND name = $3",
-                                  capabilities.decode(), colony, name)
-            if allocations is not None:
-                await con.execute("UPDATE executors SET allocations = $1 WHERE colony_name = $2 AND name = $3",
-                                  allocations.decode(), colony, name)
-
     async def change_executor_id(self, colony: str, old_id: str, new_id: str) -> None:
         async with self._tx() as con:
             if new_id != old_id:
@@ -339,11 +296,6 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
                     raise IdInUse("that id is already in use")
             await con.execute("UPDATE executors SET executor_id = $1 WHERE colony_name = $2 AND executor_id = $3",
                               new_id, colony, old_id)
-
-    async def stale_executors(self, older_than_ns: int) -> list[Executor]:
-        return [rows.executor(r) for r in await self._all(
-            f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE last_heard > 0 AND last_heard < $1 AND state != 3",
-            older_than_ns)]
 
     # -- processes ---------------------------------------------------------------------------------------------
     async def add_processes(self, processes: list[Process], graph: ProcessGraph | None = None,
@@ -619,39 +571,6 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
             else:
                 await self._delete_processes(con, "colony_name = $1 AND processgraph_id = '' AND state = $2",
                                              (colony, state))
-
-    async def statistics(self, colony: str | None) -> Statistics:
-        st = Statistics()
-        if colony is None:
-            st.colonies = int(await self.pool.fetchval("SELECT count(*) FROM colonies"))
-            ex = await self._all("SELECT state, count(*) FROM executors GROUP BY state")
-            pr = await self._all("SELECT state, count(*) FROM processes GROUP BY state")
-            gr = await self._all("SELECT state, count(*) FROM processgraphs GROUP BY state")
-        else:
-            st.colonies = 1
-            ex = await self._all("SELECT state, count(*) FROM executors WHERE colony_name = $1 GROUP BY state",
-                                 colony)
-            pr = await self._all("SELECT state, count(*) FROM processes WHERE colony_name = $1 GROUP BY state",
-                                 colony)
-            gr = await self._all("SELECT state, count(*) FROM processgraphs WHERE colony_name = $1 GROUP BY state",
-                                 colony)
-        exs = {r[0]: int(r[1]) for r in ex}
-        st.executors = sum(n for s, n in exs.items() if s != ExecutorState.UNREGISTERED)
-        st.activeexecutors = exs.get(int(ExecutorState.APPROVED), 0)
-        st.unregisteredexecutors = exs.get(int(ExecutorState.UNREGISTERED), 0)
-        p = {r[0]: int(r[1]) for r in pr}
-        g = {r[0]: int(r[1]) for r in gr}
-        st.waitingprocesses, st.runningprocesses = p.get(0, 0), p.get(1, 0)
-        st.successfulprocesses, st.failedprocesses, st.cancelledprocesses = p.get(2, 0), p.get(3, 0), p.get(4, 0)
-        st.waitingworkflows, st.runningworkflows = g.get(0, 0), g.get(1, 0)
-        st.successfulworkflows, st.failedworkflows, st.cancelledworkflows = g.get(2, 0), g.get(3, 0), g.get(4, 0)
-        return st
-
-    async def process_events(self, process_id: str) -> list[ProcessEvent]:
-        return [ProcessEvent(seq=r[0], processid=r[1], timestamp=r[2], event=r[3], actorid=r[4], detail=r[5])
-                for r in await self._all("SELECT seq, process_id, ts, event, actor, detail FROM process_events"
-                                         " WHERE process_id = $1 ORDER BY seq", process_id)]
-
 
 
 def _targets(p: Process) -> list[str]:

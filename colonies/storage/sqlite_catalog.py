@@ -1,11 +1,12 @@
-"""SQLite: users, functions and attributes (the small per-colony records)."""
+"""SQLite: users, functions, attributes, the simple executor reads and writes, and counts."""
 
 from __future__ import annotations
 
 import sqlite3
 
+from colonies.clock import NS
 from colonies.errors import Conflict, IdInUse
-from colonies.model import Attribute, Function, User
+from colonies.model import Attribute, Executor, ExecutorState, Function, ProcessEvent, Statistics, User
 from colonies.storage import rows
 from colonies.storage.sqlite_base import SqliteBase
 
@@ -119,3 +120,79 @@ class SqliteCatalogMixin(SqliteBase):
                 " avg_exec = CASE WHEN counter = 0 THEN ?2 ELSE (avg_exec + ?2) / 2 END"
                 " WHERE colony_name = ?3 AND executor_name = ?4 AND funcname = ?5",
                 (wait_s, exec_s, colony, executor_name, funcname))
+
+    # -- executors (the simple reads and writes; add/remove/reject live with the re-queue) and counts --------
+    async def get_executor(self, colony: str, name: str) -> Executor | None:
+        row = self._one(f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE colony_name = ? AND name = ?",
+                        (colony, name))
+        return rows.executor(row) if row else None
+
+    async def get_executor_by_id(self, executor_id: str) -> Executor | None:
+        row = self._one(f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE executor_id = ? "
+                        "ORDER BY state = 3, commission_time DESC LIMIT 1", (executor_id,))
+        return rows.executor(row) if row else None
+
+    async def get_colony_executor_by_id(self, colony: str, executor_id: str) -> Executor | None:
+        row = self._one(f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE executor_id = ? AND colony_name = ? "
+                        "ORDER BY state = 3 LIMIT 1", (executor_id, colony))
+        return rows.executor(row) if row else None
+
+    async def list_executors(self, colony: str) -> list[Executor]:
+        return [rows.executor(r) for r in self._all(
+            f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE colony_name = ? ORDER BY name", (colony,))]
+
+    async def set_executor_state(self, colony: str, name: str, state: int) -> bool:
+        with self._tx() as db:
+            cur = db.execute("UPDATE executors SET state = ? WHERE colony_name = ? AND name = ?",
+                             (state, colony, name))
+        return cur.rowcount > 0
+
+    async def touch_executor(self, executor_id: str, now_ns: int) -> None:
+        # Skipped when recent, so a busy executor does not turn every call into a write.
+        with self._tx() as db:
+            db.execute("UPDATE executors SET last_heard = ? WHERE executor_id = ? AND last_heard < ?",
+                       (now_ns, executor_id, now_ns - NS))
+
+    async def update_executor(self, colony: str, name: str, capabilities: bytes | None,
+                              allocations: bytes | None) -> None:
+        with self._tx() as db:
+            if capabilities is not None:
+                db.execute("UPDATE executors SET capabilities = ? WHERE colony_name = ? AND name = ?",
+                           (capabilities, colony, name))
+            if allocations is not None:
+                db.execute("UPDATE executors SET allocations = ? WHERE colony_name = ? AND name = ?",
+                           (allocations, colony, name))
+
+    async def stale_executors(self, older_than_ns: int) -> list[Executor]:
+        return [rows.executor(r) for r in self._all(
+            f"SELECT {rows.EXECUTOR_COLS} FROM executors WHERE last_heard > 0 AND last_heard < ? AND state != 3",
+            (older_than_ns,))]
+
+    async def statistics(self, colony: str | None) -> Statistics:
+        st = Statistics()
+        if colony is None:
+            st.colonies = self._one("SELECT count(*) FROM colonies")[0]
+            ex = self._all("SELECT state, count(*) FROM executors GROUP BY state")
+            pr = self._all("SELECT state, count(*) FROM processes GROUP BY state")
+            gr = self._all("SELECT state, count(*) FROM processgraphs GROUP BY state")
+        else:
+            st.colonies = 1
+            ex = self._all("SELECT state, count(*) FROM executors WHERE colony_name = ? GROUP BY state", (colony,))
+            pr = self._all("SELECT state, count(*) FROM processes WHERE colony_name = ? GROUP BY state", (colony,))
+            gr = self._all("SELECT state, count(*) FROM processgraphs WHERE colony_name = ? GROUP BY state",
+                           (colony,))
+        exs = dict(ex)
+        st.executors = sum(n for s, n in exs.items() if s != ExecutorState.UNREGISTERED)
+        st.activeexecutors = exs.get(int(ExecutorState.APPROVED), 0)
+        st.unregisteredexecutors = exs.get(int(ExecutorState.UNREGISTERED), 0)
+        p, g = dict(pr), dict(gr)
+        st.waitingprocesses, st.runningprocesses = p.get(0, 0), p.get(1, 0)
+        st.successfulprocesses, st.failedprocesses, st.cancelledprocesses = p.get(2, 0), p.get(3, 0), p.get(4, 0)
+        st.waitingworkflows, st.runningworkflows = g.get(0, 0), g.get(1, 0)
+        st.successfulworkflows, st.failedworkflows, st.cancelledworkflows = g.get(2, 0), g.get(3, 0), g.get(4, 0)
+        return st
+
+    async def process_events(self, process_id: str) -> list[ProcessEvent]:
+        return [ProcessEvent(seq=r[0], processid=r[1], timestamp=r[2], event=r[3], actorid=r[4], detail=r[5])
+                for r in self._all("SELECT seq, process_id, ts, event, actor, detail FROM process_events"
+                                   " WHERE process_id = ? ORDER BY seq", (process_id,))]
