@@ -4,6 +4,7 @@ A 450-node chain is read over pycolonies (`getprocessgraphmsg`, `getprocessgraph
 layout answered 500) and failed from its third node (the cascade reaches every node). Workflows past
 the documented limits (1,000 nodes, 10,000 dependency edges, dynamic children included) get 400. While one
 colony reads its large workflows, another colony's request is served before those reads finish.
+Every server test runs on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +26,21 @@ from colonies.model import FunctionSpec, WorkflowSpec
 from colonies.protocol import envelope
 from colonies.storage.base import GraphMember
 from colonies.workflows import MAX_EDGES, MAX_NODES, layers
-from tests.conftest import ColonyKeys, ServerProc, setup_colony
+from tests.conftest import ColonyKeys, PgDatabase, ServerProc, make_server, setup_colony
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProc]:
+    env: dict[str, str] = {}
+    if request.param == "postgresql":
+        db: PgDatabase = request.getfixturevalue("pg_database")
+        env = {**db.server_env(), "COLONIES_ETCD_ENDPOINTS": ""}
+    srv = make_server(tmp_path, env)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def workflow(colony: ColonyKeys, deps: list[list[int]], args: list[Any] | None = None) -> dict[str, Any]:
