@@ -94,7 +94,10 @@ async def add_child(s: Services, signer: str, msg: m.AddChildMsg) -> Any:
             raise BadRequest("childprocessid is not in that workflow")
         if child.state != ProcessState.WAITING:
             raise BadRequest("childprocessid has already started")
-    check_growth(await s.storage.graph_members(msg.processgraphid), 2 if msg.childprocessid and not msg.insert else 1)
+    # Checked before the insert's transaction: concurrent addchild calls on one graph (only its running
+    # executors may make them) can pass the limits by at most one child each.
+    new_edges = 2 if msg.childprocessid and not msg.insert else 1
+    check_growth(await s.storage.graph_members(msg.processgraphid), new_edges)
     spec = normalize_spec(msg.spec, colony=parent.spec.conditions.colonyname)
     if spec.maxexectime == 0:
         spec.maxexectime = -1
