@@ -6,20 +6,35 @@ const H = 40;    // node height
 const GX = 60;   // gap between layers
 const GY = 18;   // gap between nodes of a layer
 
-/** Layer of each process: 0 for roots, else 1 + the deepest parent (bounded by the node count). */
+/**
+ * Layer of each process: 0 for roots, else 1 + the deepest parent. Iterative (Kahn's topological
+ * order), so a deep chain cannot exhaust the stack; nodes left on a cycle (impossible in a workflow)
+ * get layer 0.
+ */
 export function layers(processes) {
-  const byId = new Map(processes.map((p) => [p.processid, p]));
+  const ids = new Set(processes.map((p) => p.processid));
+  const children = new Map();
+  const pending = new Map();
+  for (const p of processes) {
+    const parents = [...new Set((p.parents || []).filter((x) => ids.has(x) && x !== p.processid))];
+    pending.set(p.processid, parents.length);
+    for (const x of parents) {
+      if (!children.has(x)) children.set(x, []);
+      children.get(x).push(p.processid);
+    }
+  }
   const depth = new Map();
-  const visit = (id, guard) => {
-    if (depth.has(id)) return depth.get(id);
-    if (guard > byId.size) return 0; // a cycle cannot happen in a workflow; stay bounded anyway
-    const p = byId.get(id);
-    const parents = (p && p.parents ? p.parents : []).filter((x) => byId.has(x));
-    const d = parents.length ? 1 + Math.max(...parents.map((x) => visit(x, guard + 1))) : 0;
-    depth.set(id, d);
-    return d;
-  };
-  for (const p of processes) visit(p.processid, 0);
+  const ready = [];
+  for (const [id, n] of pending) if (n === 0) { depth.set(id, 0); ready.push(id); }
+  for (let i = 0; i < ready.length; i++) {
+    const id = ready[i];
+    for (const c of children.get(id) || []) {
+      depth.set(c, Math.max(depth.get(c) || 0, depth.get(id) + 1));
+      pending.set(c, pending.get(c) - 1);
+      if (pending.get(c) === 0) ready.push(c);
+    }
+  }
+  for (const id of ids) if (pending.get(id) !== 0) depth.set(id, 0);
   return depth;
 }
 

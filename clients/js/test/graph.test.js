@@ -1,0 +1,20 @@
+// The dashboard's DAG layering: iterative, so a chain deeper than the JS stack still lays out.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { layers } from '../../../colonies/server/static/dashboard/graph.js';
+
+test('a 200,000-node chain is laid out without recursion', () => {
+  const chain = [];
+  for (let i = 0; i < 200000; i++) chain.push({ processid: `p${i}`, parents: i ? [`p${i - 1}`] : [] });
+  assert.equal(layers(chain).get('p199999'), 199999);
+});
+
+test('longest path wins; cycles and unknown parents stay bounded', () => {
+  const diamond = [
+    { processid: 'a', parents: [] }, { processid: 'b', parents: ['a'] },
+    { processid: 'c', parents: ['b', 'a'] }, { processid: 'd', parents: ['c', 'a', 'zz'] },
+  ];
+  assert.deepEqual(Object.fromEntries(layers(diamond)), { a: 0, b: 1, c: 2, d: 3 });
+  const cycle = [{ processid: 'x', parents: ['y'] }, { processid: 'y', parents: ['x'] }];
+  assert.deepEqual(Object.fromEntries(layers(cycle)), { x: 0, y: 0 });
+});
