@@ -33,6 +33,7 @@ from colonies.storage import rows
 from colonies.storage.base import Storage
 from colonies.storage.sqlite import SqliteStorage
 from tests.conftest import ColonyKeys, PgDatabase, ServerProc
+from tests.inproc import app_client, assert_error, new_key, post
 
 T0 = 1_700_000_000 * NS
 A, B = "colony-a", "colony-b"
@@ -416,3 +417,15 @@ def test_sdk_close_with_a_stale_attempt_is_refused_over_http(server: ServerProc,
         exe.close(p.processid, ["fresh"], attempt=second.retries)
         done = user.get_process(p.processid)
         assert done.state == ProcessState.SUCCESS and done.output == ["fresh"]
+
+
+def test_an_id_in_use_is_a_409_on_the_wire(tmp_path: Path) -> None:
+    server, owner_a, owner_b, exe = new_key(), new_key(), new_key(), new_key()
+    with app_client(tmp_path, server_prvkey=server) as tc:
+        for colony, owner in ((A, owner_a), (B, owner_b)):
+            assert post(tc, {"msgtype": "addcolonymsg", "colony": {"colonyid": id_of(owner), "name": colony}},
+                        server).status_code == 200
+        executor = {"executorid": id_of(exe), "executortype": "t", "executorname": "e", "colonyname": A}
+        assert post(tc, {"msgtype": "addexecutormsg", "executor": executor}, owner_a).status_code == 200
+        resp = post(tc, {"msgtype": "addexecutormsg", "executor": {**executor, "colonyname": B}}, owner_b)
+        assert "already registered" in assert_error(resp, 409)
