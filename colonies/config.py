@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from colonies.errors import ConfigError
+
 
 def _bool(v: str) -> bool:
     return v.strip().lower() in {"1", "true", "yes", "on"}
@@ -33,6 +35,15 @@ class Config:
     max_body_bytes: int = field(default=16 * 1024 * 1024, metadata={"env": "COLONIES_MAX_BODY_BYTES"})
     # seconds a connection may take to deliver a request's headers (slow-loris); 0 = no limit
     header_timeout_s: float = field(default=30.0, metadata={"env": "COLONIES_HEADER_TIMEOUT"})
+    # process channels (colonies.channels): message, channel and colony caps, append rate, grace after end
+    channel_max_message_bytes: int = field(default=1024 * 1024,
+                                           metadata={"env": "COLONIES_CHANNEL_MAX_MESSAGE_BYTES"})
+    channel_max_bytes: int = field(default=8 * 1024 * 1024, metadata={"env": "COLONIES_CHANNEL_MAX_BYTES"})
+    channel_colony_max_bytes: int = field(default=64 * 1024 * 1024,
+                                          metadata={"env": "COLONIES_CHANNEL_COLONY_MAX_BYTES"})
+    channel_rate: float = field(default=100.0, metadata={"env": "COLONIES_CHANNEL_RATE"})
+    channel_burst: int = field(default=500, metadata={"env": "COLONIES_CHANNEL_BURST"})
+    channel_grace_s: float = field(default=30.0, metadata={"env": "COLONIES_CHANNEL_GRACE"})
     tls: bool = field(default=False, metadata={"env": "COLONIES_TLS"})
     tls_cert: str = field(default="", metadata={"env": "COLONIES_TLSCERT"})
     tls_key: str = field(default="", metadata={"env": "COLONIES_TLSKEY"})
@@ -82,3 +93,12 @@ class Config:
 
     def with_(self, **changes: Any) -> Config:
         return replace(self, **changes)
+
+    def check(self) -> None:
+        """Refuse settings the server cannot honour, naming the variable (ConfigError, one line)."""
+        if self.tls:
+            missing = [name for name, value in (("COLONIES_TLSCERT", self.tls_cert), ("COLONIES_TLSKEY", self.tls_key))
+                       if not value]
+            if missing:
+                raise ConfigError(f"COLONIES_TLS=true but {' and '.join(missing)} "
+                                  f"{'is' if len(missing) == 1 else 'are'} not set; refusing to serve plain HTTP")

@@ -6,12 +6,14 @@
     ├── Forbidden (403)           bad signature, unknown payload type, not a member, not assigned
     ├── NotFound (404)            missing process/executor/attribute, or assign found nothing
     ├── Timeout (408)             assign timed out while the colony was paused
+    ├── TooManyRequests (429)     a rate limit was passed (channel appends)
     ├── Unavailable (503)         assign while paused with no timeout
     ├── Internal (500)            a real internal fault
     └── StorageError (500)        the storage backend failed
         └── Conflict (400)        a uniqueness or state constraint was violated
             └── IdInUse (409)     an id another executor/user/colony already uses
     ClientError                   raised by our SDK: the server answered with an error envelope
+    ConfigError                   the server's settings cannot be honoured; it refuses to start
 
 The mapping from an error to its HTTP status lives here, as `status` on each class.
 """
@@ -59,6 +61,12 @@ class Timeout(ColoniesError):
     status = 408
 
 
+class TooManyRequests(ColoniesError):
+    """The caller sent more than a rate limit allows; retry later."""
+
+    status = 429
+
+
 class Unavailable(ColoniesError):
     """The service cannot do this now."""
 
@@ -104,6 +112,10 @@ class TransportError(ClientError):
 
     def __init__(self, message: str) -> None:
         super().__init__(0, message)
+
+
+class ConfigError(Exception):
+    """A server setting is missing or unusable (e.g. TLS on without a certificate): it refuses to start."""
 
 
 def status_of(exc: BaseException) -> int:

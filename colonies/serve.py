@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from colonies.config import Config
+from colonies.errors import ConfigError
 
 log = logging.getLogger("colonies.server")
 BACKLOG = 8192
@@ -93,12 +94,26 @@ def header_deadline_protocol(timeout_s: float) -> type[asyncio.Protocol]:
     return HeaderDeadlineProtocol
 
 
+def check_tls_files(config: Config) -> None:
+    """The certificate and key load (before anything is served): ConfigError naming them otherwise."""
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load COLONIES_TLSCERT={config.tls_cert} with COLONIES_TLSKEY={config.tls_key}: "
+                          f"{exc.strerror or exc}") from None
+
+
 def serve(config: Config) -> None:
     import uvicorn
 
     from colonies.server.app import create_app
     from colonies.storage import create_storage
 
+    config.check()
+    if config.tls:
+        check_tls_files(config)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(config, create_storage(config))
     scheme = "https" if config.tls else "http"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from colonies.protocol.crypto import generate_prvkey, id_of, sign
+from colonies.protocol.envelope import MAX_DEPTH
 from colonies.protocol.messages import REGISTRY
 from tests.conftest import ColonyKeys, ServerProc
-from tests.inproc import ALLOWED, TestClient, app_client, decoded, post, raw_envelope
+from tests.inproc import ALLOWED, TestClient, app_client, assert_error, decoded, post, raw_envelope, signed
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 COLONY, TYPE = "fuzz", "t"
@@ -138,6 +140,81 @@ def test_every_payloadtype_with_mutated_fields(tc: TestClient, keys: Keys, msgty
     run()
 
 
+def deep_envelopes(keys: Keys) -> list[bytes]:
+    """Nesting the decoder skips (unknown fields) and nesting past MAX_DEPTH in a known one: these were a
+    plain-text 500 (RecursionError) or accepted into storage. Each must be a 400 error envelope."""
+    deep_list, deep_obj = "[" * DEEP + "]" * DEEP, '{"a":' * DEEP + "1" + "}" * DEEP
+    past_limit = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)  # in the message object and spec: MAX_DEPTH + 1
+    payloads = [("versionmsg", f'{{"msgtype":"versionmsg","x":{deep_list}}}'),
+                ("getcoloniesmsg", f'{{"msgtype":"getcoloniesmsg","x":{deep_obj}}}'),
+                ("submitfuncspecmsg", f'{{"msgtype":"submitfuncspecmsg","spec":{{"args":{past_limit}}}}}')]
+    bodies = [('{"x":' + deep_list + "}").encode(),
+              ('{"payloadtype":"versionmsg","payload":"e30=","y":' + deep_obj + "}").encode()]
+    for payloadtype, text in payloads:
+        b64 = base64.b64encode(text.encode()).decode()
+        bodies.append(raw_envelope(payloadtype, b64, sign(b64, keys.user)))
+    return bodies
+
+
+def odd_values(keys: Keys) -> list[bytes]:
+    """Invalid UTF-8, huge and non-finite numbers, in the envelope and in a signed payload: each a 400."""
+    bodies = [b'{"payloadtype":"\xff\xfe","payload":"","signature":""}',
+              b'{"payloadtype":"versionmsg","payload":1e400}', b'{"payloadtype":NaN}']
+    spec = '{"msgtype":"submitfuncspecmsg","spec":{"priority":%s,"conditions":{"colonyname":"' + COLONY + '"}}}'
+    for value in ["1e400", "NaN", "-Infinity", "9" * 5000, "-" + "9" * 5000, '"\\ud800"']:
+        b64 = base64.b64encode((spec % value).encode()).decode()
+        bodies.append(raw_envelope("submitfuncspecmsg", b64, sign(b64, keys.user)))
+    bad_utf8 = base64.b64encode(b'{"msgtype":"getcolonymsg","colonyname":"\xff"}').decode()
+    bodies.append(raw_envelope("getcolonymsg", bad_utf8, sign(bad_utf8, keys.user)))
+    return bodies
+
+
+def test_deep_nesting_and_odd_values_are_400(tc: TestClient, keys: Keys) -> None:
+    for body in [*deep_envelopes(keys), *odd_values(keys)]:
+        resp = tc.post("/api", content=body)
+        assert resp.status_code == 400, (body[:80], resp.text[:300])
+        check(resp)
+
+
+def test_nesting_up_to_the_limit_is_served(tmp_path: Path, keys: Keys) -> None:
+    at_limit = json.loads("[" * (MAX_DEPTH - 3) + "]" * (MAX_DEPTH - 3))  # + args, spec, message: MAX_DEPTH
+    with app_client(tmp_path, keys.server) as fresh:
+        post(fresh, {"msgtype": "addcolonymsg", "colony": {"colonyid": id_of(keys.owner), "name": COLONY}},
+             keys.server)
+        post(fresh, {"msgtype": "addusermsg", "user": {"colonyname": COLONY, "userid": id_of(keys.user),
+                                                        "name": "u"}}, keys.owner)
+        spec = {"funcname": "deep", "args": [at_limit], "conditions": {"colonyname": COLONY, "executortype": TYPE}}
+        resp = post(fresh, {"msgtype": "submitfuncspecmsg", "spec": spec}, keys.user)
+        assert resp.status_code == 200, resp.text
+        pid = decoded(resp)[1]["processid"]
+        got = post(fresh, {"msgtype": "getprocessmsg", "processid": pid}, keys.user)
+        assert decoded(got)[1]["spec"]["args"] == [at_limit]
+        spec["args"] = [[at_limit]]
+        assert "deeper than" in assert_error(post(fresh, {"msgtype": "submitfuncspecmsg", "spec": spec}, keys.user),
+                                             400)
+
+
+def test_pubsub_frames_get_clean_errors(tc: TestClient, keys: Keys) -> None:
+    """The same hostile frames on /pubsub: an error frame each (status 400), the socket stays open."""
+    frames: list[str | bytes] = [body.decode("utf-8", "replace") for body in deep_envelopes(keys)]
+    frames += [b"\xff\xfe{", "{" * DEEP]
+    with tc.websocket_connect("/pubsub") as ws:
+        for frame in frames:
+            ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_text(frame)
+            ptype, payload, error = decoded_text(ws.receive_text())
+            assert (ptype, error, payload["status"]) == ("error", True, 400), (str(frame)[:80], payload)
+        # A binary frame holding UTF-8 is served like text: here, a 404 for a process that does not exist.
+        ws.send_bytes(signed({"msgtype": "subscribeprocessmsg", "processid": "0" * 64, "state": 2, "timeout": 1},
+                             keys.user))
+        ptype, payload, error = decoded_text(ws.receive_text())
+        assert (error, payload["status"]) == (True, 404), payload
+
+
+def decoded_text(frame: str) -> tuple[str, Any, bool]:
+    body = json.loads(frame)
+    return body["payloadtype"], json.loads(base64.b64decode(body["payload"])), body["error"]
+
+
 def nasty_bodies(keys: Keys) -> list[bytes]:
     deep = {"msgtype": "submitfuncspecmsg", "spec": {"conditions": {"colonyname": COLONY, "executortype": TYPE}}}
     deep_text = json.dumps(deep).replace('"conditions"', '"args": ' + "[" * DEEP + "]" * DEEP + ', "conditions"')
@@ -149,6 +226,7 @@ def nasty_bodies(keys: Keys) -> list[bytes]:
         raw_envelope("submitfuncspecmsg", deep_payload, sign(deep_payload, keys.user)),
         ("[" * DEEP + "]" * DEEP).encode(),
         ('{"payloadtype":' + "[" * DEEP + "]" * DEEP + "}").encode(),
+        *deep_envelopes(keys),
         raw_envelope("submitfuncspecmsg", huge_payload, sign(huge_payload, keys.user)),
         raw_envelope("x" * 1_000_000, "e30=", "00" * 65),
         b'{"payloadtype": "getcoloniesmsg", "payload": "' + b"A" * 3_000_000 + b'", "signature": ""}',

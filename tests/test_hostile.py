@@ -178,3 +178,37 @@ def test_header_deadline_closes_silent_and_trickling_connections(tmp_path: Path)
         asyncio.run(scenario())
     finally:
         srv.stop()
+
+
+def test_deep_nesting_and_odd_values_are_clean_400s_without_tracebacks(server: ServerProc, colony: ColonyKeys) -> None:
+    """A deeply nested envelope was a plain-text 500 with a traceback in the log (issue 10 item 9). On the
+    real server: every hostile body of tests/test_fuzz.py (nesting, invalid UTF-8, huge or non-finite
+    numbers) is a 400 error envelope on /api and an error frame on /pubsub, and nothing is logged."""
+    import websockets
+
+    from tests.test_fuzz import Keys, deep_envelopes, odd_values
+
+    keys = Keys()
+    keys.user = colony.user_prvkey
+    bodies = [*deep_envelopes(keys), *odd_values(keys)]
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for body in bodies:
+            r = http.post("/api", content=body)
+            assert r.status_code == 400, (body[:80], r.text[:200])
+            env = r.json()
+            assert env["error"] is True and json.loads(base64.b64decode(env["payload"]))["status"] == 400
+
+    async def frames() -> list[int]:
+        statuses = []
+        async with websockets.connect(f"ws://127.0.0.1:{server.port}/pubsub", max_size=None) as ws:
+            for body in deep_envelopes(keys):
+                await ws.send(body.decode())
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                statuses.append(json.loads(base64.b64decode(reply["payload"]))["status"])
+        return statuses
+
+    assert asyncio.run(frames()) == [400] * len(deep_envelopes(keys))
+    with server.client(colony.user_prvkey) as c:
+        assert c.get_colony(colony.name).name == colony.name
+    log = server.log_path.read_text() if server.log_path else ""
+    assert "Traceback" not in log and "ERROR" not in log, log[-2000:]

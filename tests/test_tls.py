@@ -128,3 +128,42 @@ def test_cli_over_tls(tls_server: TlsServer, keys: ColonyKeys) -> None:
                          text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert keys.name in out.stdout
+
+
+def _start_refused(tmp_path: Path, env: dict[str, str]) -> str:
+    """Start a real server process that must refuse to start: its one-line error (stderr)."""
+    srv = make_server(tmp_path, env)
+    proc = subprocess.Popen([sys.executable, "-m", "colonies", "server", "start"], env=srv.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("the server started instead of refusing to") from None
+    assert proc.returncode != 0, (out, err)
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{srv.port}/health", timeout=2)
+    return lines[0]
+
+
+@pytest.mark.parametrize("given", [{}, {"COLONIES_TLSCERT": "cert.pem"}, {"COLONIES_TLSKEY": "key.pem"}])
+def test_tls_without_a_certificate_or_key_refuses_to_start(tmp_path: Path, given: dict[str, str]) -> None:
+    """It used to serve plain HTTP while its log and getserverinfomsg said TLS (issue 10 item 7)."""
+    cert, key = make_cert(tmp_path)
+    env = {"COLONIES_TLS": "true", **{k: str(cert if k == "COLONIES_TLSCERT" else key) for k in given}}
+    line = _start_refused(tmp_path, env)
+    for name in ("COLONIES_TLSCERT", "COLONIES_TLSKEY"):
+        assert (name in line) == (name not in given), line
+    assert "COLONIES_TLS=true" in line
+
+
+def test_tls_with_an_unreadable_certificate_refuses_to_start(tmp_path: Path) -> None:
+    _, key = make_cert(tmp_path)
+    missing = tmp_path / "nowhere.pem"
+    line = _start_refused(tmp_path, {"COLONIES_TLS": "true", "COLONIES_TLSCERT": str(missing),
+                                     "COLONIES_TLSKEY": str(key)})
+    assert "COLONIES_TLSCERT" in line and str(missing) in line

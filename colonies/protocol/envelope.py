@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import itertools
+import re
 from typing import Any
 
 import msgspec
@@ -43,11 +45,38 @@ def parse_request(body: bytes | str) -> RPCRequest:
     """Decode the outer envelope; 400 when it is not one."""
     try:
         req = _request_decoder.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: msgspec skips an unknown field recursively (a deeply nested `{"x": [[[...`)
         raise BadRequest(f"invalid request envelope: {exc}") from None
     if not req.payloadtype:
         raise BadRequest("invalid request envelope: payloadtype missing")
     return req
+
+
+MAX_DEPTH = 64  # JSON nesting of a payload (README "Security and limits")
+_BRACKETS_ONLY = bytes(range(256)).translate(None, b"[]{}")  # every byte but the brackets, to delete
+_AS_SQUARE = bytes.maketrans(b"{}", b"[]")
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_DEPTH_STEP = tuple(1 if c in b"[{" else -1 if c in b"]}" else 0 for c in range(256))
+
+
+def too_deep(raw: bytes) -> bool:
+    """Whether JSON text nests arrays/objects deeper than MAX_DEPTH (invalid JSON may answer either way:
+    the decoder refuses it next). Without this a payload nested just under msgspec's recursion limit
+    decodes, then fails to encode (a 500) wherever the stack is deeper, for every reader of it.
+    Linear and mostly in C: most payloads have too few brackets to be deep at all."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return False
+    brackets = _STRINGS.sub(b"", raw).translate(_AS_SQUARE, _BRACKETS_ONLY)
+    if b"[" * (MAX_DEPTH + 1) in brackets:
+        return True
+    peeled = 0
+    while peeled < 4 and b"[]" in brackets:  # each pass drops the innermost pairs: wide data shrinks fast
+        brackets = brackets.replace(b"[]", b"")
+        peeled += 1
+    if not brackets:
+        return False
+    return max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets))) + peeled > MAX_DEPTH
 
 
 def decode_payload(req: RPCRequest) -> Msg:
@@ -59,6 +88,8 @@ def decode_payload(req: RPCRequest) -> Msg:
         raw = base64.b64decode(req.payload, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest("payload is not valid base64") from None
+    if too_deep(raw):
+        raise BadRequest(f"invalid {req.payloadtype} payload: JSON nested deeper than {MAX_DEPTH} levels")
     try:
         msg: Msg = decoder.decode(raw)
     except (msgspec.DecodeError, RecursionError) as exc:

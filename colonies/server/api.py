@@ -15,6 +15,7 @@ from colonies.protocol.messages import Msg, VersionMsg
 from colonies.replay import Freshness
 from colonies.scheduler import DISCONNECTED
 from colonies.server.dispatch import HANDLERS, MEMBERSHIP_CHANGES, REPLY_TYPE
+from colonies.server.handlers_channels import CLEANUP as CHANNEL_CLEANUP
 from colonies.server.services import Services
 
 log = logging.getLogger("colonies.api")
@@ -89,6 +90,9 @@ class ApiApp:
                     DISCONNECTED.reset(token)
             else:
                 result = await handler(self.s, signer, msg)
+            cleanup = CHANNEL_CLEANUP.get(req.payloadtype)
+            if cleanup is not None:
+                await cleanup(self.s, msg)
         except ColoniesError:
             raise
         except OverflowError:

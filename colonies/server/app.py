@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
+from colonies.channels import ChannelHub, ChannelLimits
 from colonies.clock import Clock, SystemClock
 from colonies.cluster import Leadership, create_leadership
 from colonies.config import Config
@@ -24,6 +25,7 @@ from colonies.server.web import web_routes
 from colonies.storage.base import Storage
 
 log = logging.getLogger("colonies.server")
+CHANNEL_SWEEP_S = 60  # frees channels whose process ended or went away unseen (colonies.channels)
 
 
 class App:
@@ -48,6 +50,7 @@ def create_app(config: Config, storage: Storage, clock: Clock | None = None,
     while `leadership.is_leader()` (see colonies.cluster)."""
     services = Services(config=config, storage=storage, clock=clock or SystemClock(),
                         leadership=leadership or create_leadership(config))
+    services.channels = ChannelHub(ChannelLimits.from_config(config), services.bus, services.now)
     runner = Runner(services.now, services.is_leader)
     runner.add("deadlines", config.timeout_period_ms / 1000, lambda now: steps.deadlines(services, now))
     runner.add("stale-executors", config.cleanup_interval_s, lambda now: steps.stale_executors(services, now),
@@ -56,6 +59,7 @@ def create_app(config: Config, storage: Storage, clock: Clock | None = None,
                leader_only=True)
     runner.add("crons", config.cron_period_ms / 1000, lambda now: schedules.crons(services, now),
                leader_only=True)
+    runner.add("channels", CHANNEL_SWEEP_S, lambda now: services.channels.sweep(storage))
     if config.retention:
         runner.add("retention", 60, lambda now: schedules.retention(services, now), leader_only=True)
     api = ApiApp(services)

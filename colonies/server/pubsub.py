@@ -12,10 +12,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from colonies.channels import Channel
-from colonies.errors import BadRequest, ColoniesError, NotFound
+from colonies.channels import ENDED, Channel
+from colonies.errors import BadRequest, ColoniesError, Internal, NotFound
 from colonies.model import Process
 from colonies.protocol import envelope
 from colonies.protocol import messages as m
@@ -44,13 +45,16 @@ async def pubsub(ws: WebSocket) -> None:
 
     async def reader() -> None:
         while True:
-            text = await ws.receive_text()
+            frame = await ws.receive()
+            if frame["type"] == "websocket.disconnect":
+                return
             try:
-                if len(text) > MAX_FRAME:
-                    raise BadRequest("frame too large")
-                await _subscribe(s, text, push, cancels, deadline, loop.time(), outbox.put, fresh)
+                await _subscribe(s, _text(frame), push, cancels, deadline, loop.time(), outbox.put, fresh)
             except ColoniesError as exc:
                 await outbox.put(envelope.encode_error(exc))
+            except Exception as exc:
+                log.exception("internal error handling a /pubsub frame")
+                await outbox.put(envelope.encode_error(Internal(f"internal error: {type(exc).__name__}")))
 
     async def writer() -> None:
         while True:
@@ -69,6 +73,8 @@ async def pubsub(ws: WebSocket) -> None:
     finally:
         for t in tasks:
             t.cancel()
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                log.debug("/pubsub connection ended: %r", t.exception())  # a send to a closed socket
         for cancel in cancels:
             cancel()
         # Flush what was already queued, then close.
@@ -80,26 +86,40 @@ async def pubsub(ws: WebSocket) -> None:
             pass
 
 
-async def _follow_channel(channel: Channel, msg: m.SubscribeChannelMsg,
+def _text(frame: Message) -> str:
+    """A frame's text: a text frame, or a binary one holding UTF-8 (400 otherwise, or past MAX_FRAME)."""
+    text = frame.get("text")
+    if text is None:
+        try:
+            text = (frame.get("bytes") or b"").decode()
+        except UnicodeDecodeError:
+            raise BadRequest("a /pubsub frame must be UTF-8 text") from None
+    if len(text) > MAX_FRAME:
+        raise BadRequest("frame too large")
+    return str(text)
+
+
+async def _follow_channel(channel: Channel | None, msg: m.SubscribeChannelMsg,
                           push_raw: Callable[[bytes], Awaitable[None]]) -> None:
-    """Replay entries after `afterseq`, push new ones as they come, then `[]` at the timeout."""
+    """Replay entries after `afterseq`, push new ones as they come, then `[]` at the timeout or when
+    the channel is freed (its process ended; colonies.channels)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + (msg.timeout if msg.timeout > 0 else 30)
     seq = msg.afterseq
-    while True:
+    while channel is not None:
+        changed = channel.changed()
         entries = channel.after(seq)
         if entries:
             seq = max(e.sequence for e in entries)
             await push_raw(envelope.encode_reply("subscribechannelmsg", entries))
         remaining = end - loop.time()
-        if remaining <= 0:
-            await push_raw(envelope.encode_reply("subscribechannelmsg", []))
-            return
-        async with channel.changed:
-            try:
-                await asyncio.wait_for(channel.changed.wait(), remaining)
-            except TimeoutError:
-                pass
+        if remaining <= 0 or channel.closed:
+            break
+        try:
+            await asyncio.wait_for(changed.wait(), remaining)
+        except TimeoutError:
+            pass
+    await push_raw(envelope.encode_reply("subscribechannelmsg", []))
 
 
 async def _subscribe(s: Services, text: str, push: ProcessCallback, cancels: list[Callable[[], object]],
@@ -128,7 +148,9 @@ async def _subscribe(s: Services, text: str, push: ProcessCallback, cancels: lis
         from colonies.server.handlers_channels import channel_process
 
         p = await channel_process(s, signer, msg.processid)
-        channel = s.channels.channel(p, msg.name)
+        channel = s.channels.find(p, msg.name)
+        if channel is None and p.state not in ENDED:
+            channel = s.channels.open(p, msg.name)
         task = asyncio.create_task(_follow_channel(channel, msg, push_raw))
         cancels.append(task.cancel)
         return
