@@ -253,8 +253,9 @@ class ChannelHub:
             return
         if held.ending is not None:
             held.ending.cancel()
-        for cancel in held.cancels:
-            cancel()
+        # Unhook from the bus on the next loop turn: we may be inside its publish of the end, iterating
+        # the very list of this process' subscribers.
+        asyncio.get_running_loop().call_soon(_run_all, held.cancels)
         for ch in held.channels.values():
             self._colony_bytes[held.colony] = self._colony_bytes.get(held.colony, 0) - ch.bytes
             ch.entries.clear()
@@ -287,6 +288,11 @@ class ChannelHub:
         held = [ch for h in procs for ch in h.channels.values()]
         total = sum(self._colony_bytes.values()) if colony is None else self._colony_bytes.get(colony, 0)
         return ChannelStats(processes=len(procs), channels=len(held), bytes=total)
+
+
+def _run_all(calls: list[Callable[[], None]]) -> None:
+    for call in calls:
+        call()
 
 
 def _declared(p: Process, name: str) -> None:

@@ -309,3 +309,19 @@ def test_limits_and_freeing_over_http(tmp_path: Path) -> None:
         assert "Traceback" not in (srv.log_path.read_text() if srv.log_path else "")
     finally:
         srv.stop()
+
+
+def test_freeing_at_the_end_event_does_not_skip_other_subscribers(tmp_path: Path) -> None:
+    """The channels are freed from inside the event bus' publish of the end; that must not unhook the
+    process' other subscribers (a /pubsub wait for SUCCESS registered after the channel) mid-iteration."""
+    with channel_app(tmp_path, channel_grace_s=0) as env:
+        pid = running(env)
+        assert append(env, pid, env.exe, 1).status_code == 200
+        with env.tc.websocket_connect("/pubsub") as ws:
+            ws.send_bytes(signed({"msgtype": "subscribeprocessmsg", "processid": pid, "executortype": TYPE,
+                                  "state": 2, "timeout": 5}, env.user))
+            env.ok({"msgtype": "closesuccessfulmsg", "processid": pid, "out": ["done"]}, env.exe)
+            body = json.loads(ws.receive_text())  # the socket closes without a frame at the timeout
+            assert body["payloadtype"] == "subscribeprocessmsg" and not body["error"]
+            assert json.loads(base64.b64decode(body["payload"]))["out"] == ["done"]
+        assert env.hub.stats() == EMPTY
