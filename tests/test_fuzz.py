@@ -284,3 +284,20 @@ def test_integer_edges(tc: TestClient, keys: Keys, msgtype: str) -> None:
             break
         pid = decoded(r)[1]["processid"]
         check(post(tc, {"msgtype": "closesuccessfulmsg", "processid": pid, "out": []}, keys.exe))
+
+
+def test_an_unforeseen_fault_before_the_handler_is_still_an_envelope(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth: a bug while opening a request (here a fault injected into the envelope code) is a
+    500 error envelope, never uvicorn's plain-text 500."""
+    from colonies.protocol import envelope
+
+    def broken(body: bytes | str) -> Any:
+        raise ValueError("injected")
+
+    with app_client(tmp_path) as fresh:
+        monkeypatch.setattr(envelope, "open_request", broken)
+        resp = fresh.post("/api", content=raw_envelope("versionmsg", b'{"msgtype":"versionmsg"}'))
+        assert resp.status_code == 500
+        ptype, payload, error = decoded(resp)
+        assert (ptype, error, payload["status"]) == ("error", True, 500) and "ValueError" in payload["message"]

@@ -44,6 +44,9 @@ class ApiApp:
             status, reply = await self._handle(body, receive)
         except ColoniesError as exc:
             status, reply = exc.status, envelope.encode_error(exc)
+        except Exception as exc:  # a bug outside the handlers (envelope, signature): still an envelope
+            log.exception("internal error opening a request")
+            status, reply = 500, envelope.encode_error(Internal(f"internal error: {type(exc).__name__}"))
         await _send(send, status, reply)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
