@@ -10,7 +10,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,19 +26,21 @@ from colonies.loops.runner import Runner
 from colonies.protocol import envelope
 from colonies.protocol.crypto import id_of
 from colonies.server.app import create_app
+from colonies.storage.base import Storage
 from colonies.storage.sqlite import SqliteStorage
-from tests.conftest import make_server, setup_colony
+from tests.conftest import fresh_pg_database, make_server, setup_colony
 from tests.inproc import TestClient, assert_error, decoded, new_key, post, signed
 
 A, B, TYPE = "chan-a", "chan-b", "t"
 EMPTY = ChannelStats(processes=0, channels=0, bytes=0)
+BACKENDS = ["sqlite", "postgresql"]  # where freeing reads storage (removals, the sweep, process ends)
 
 
 @dataclass
 class Env:
     tc: TestClient
     clock: FakeClock
-    storage: SqliteStorage
+    storage: Storage
     server: str
     owner: str
     user: str
@@ -69,14 +71,21 @@ def _colony(env_tc: TestClient, server: str, name: str, owner: str, user: str, e
 
 
 @contextmanager
-def channel_app(tmp_path: Path, **config: Any) -> Iterator[Env]:
+def channel_app(tmp_path: Path, backend: str = "sqlite", **config: Any) -> Iterator[Env]:
     keys = [new_key() for _ in range(7)]
     server, owner, user, exe, owner_b, user_b, exe_b = keys
-    db = str(tmp_path / "channels.db")
     clock = FakeClock()
-    storage = SqliteStorage(db)
-    app = create_app(Config(db_path=db, server_id=id_of(server), **config), storage, clock=clock, run_loops=False)
-    with TestClient(app) as tc:
+    with ExitStack() as stack:
+        storage: Storage
+        if backend == "postgresql":
+            from colonies.storage.postgres import PostgresStorage
+
+            storage, cfg = PostgresStorage(dsn=stack.enter_context(fresh_pg_database()).dsn), Config(
+                db_type="postgresql", server_id=id_of(server), **config)
+        else:
+            db = str(tmp_path / "channels.db")
+            storage, cfg = SqliteStorage(db), Config(db_path=db, server_id=id_of(server), **config)
+        tc = stack.enter_context(TestClient(create_app(cfg, storage, clock=clock, run_loops=False)))
         _colony(tc, server, A, owner, user, exe)
         _colony(tc, server, B, owner_b, user_b, exe_b)
         yield Env(tc, clock, storage, server, owner, user, exe, user_b)
@@ -170,9 +179,10 @@ def test_the_append_rate_per_caller_is_a_429(tmp_path: Path) -> None:
         assert_error(append(env, pid, env.user, 5), 429)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("end", ["closesuccessfulmsg", "closefailedmsg", "cancelprocessmsg"])
-def test_channels_are_freed_when_the_process_ends(tmp_path: Path, end: str) -> None:
-    with channel_app(tmp_path, channel_grace_s=0) as env:
+def test_channels_are_freed_when_the_process_ends(tmp_path: Path, end: str, backend: str) -> None:
+    with channel_app(tmp_path, backend, channel_grace_s=0) as env:
         pid = running(env)
         assert append(env, pid, env.exe, 1, b"z" * 5000).status_code == 200
         assert append(env, pid, env.user, 1).status_code == 200
@@ -214,10 +224,11 @@ def _workflow(env: Env) -> tuple[str, str]:
     return str(graph["processgraphid"]), str(graph["processids"][0])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("removal", ["removeprocessmsg", "removeallprocessesmsg", "removeprocessgraphmsg",
                                      "removeallprocessgraphsmsg", "removecolonymsg"])
-def test_channels_are_freed_when_removed(tmp_path: Path, removal: str) -> None:
-    with channel_app(tmp_path, channel_grace_s=3600) as env:
+def test_channels_are_freed_when_removed(tmp_path: Path, removal: str, backend: str) -> None:
+    with channel_app(tmp_path, backend, channel_grace_s=3600) as env:
         graph_id = ""
         if "graph" in removal:
             graph_id, pid = _workflow(env)
@@ -236,9 +247,10 @@ def test_channels_are_freed_when_removed(tmp_path: Path, removal: str) -> None:
         assert env.hub.stats(B).channels == 1  # another colony's channels are untouched
 
 
-def test_the_sweep_frees_what_no_event_reported(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_sweep_frees_what_no_event_reported(tmp_path: Path, backend: str) -> None:
     """Processes removed or ended where this server did not see it (another replica): the periodic sweep."""
-    with channel_app(tmp_path, channel_grace_s=0) as env:
+    with channel_app(tmp_path, backend, channel_grace_s=0) as env:
         ended = running(env)
         gone, alive = submit(env), submit(env)
         for pid in (gone, ended, alive):
