@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from colonies.clock import NS, monotonic, to_datetime
 from colonies.errors import BadRequest, Forbidden, NotFound, Timeout, Unavailable
 from colonies.model import (
@@ -32,6 +34,31 @@ MAX_ATTRIBUTE_BYTES = 1024 * 1024    # an attribute's value (UTF-8)
 MAX_ATTRIBUTE_KEY = 256
 
 
+INT64 = 2**63
+_FREE_JSON = {"args", "kwargs", "fs"}  # stored as JSON text, read back as JSON numbers: any size fits
+
+
+def _out_of_range(spec: FunctionSpec) -> str | None:
+    """The first integer field of a normalised spec that a storage column (int64) cannot hold."""
+    c = spec.conditions
+    for name, text in (("conditions.mem", c.mem), ("conditions.storage", c.storage), ("conditions.gpu.mem", c.gpu.mem)):
+        try:
+            if parse_mem(text) >= INT64:  # normalised to "<n>Mi"; storage keeps bytes
+                return name
+        except BadRequest:  # so large that its normalised form has too many digits to read back
+            return name
+    stack: list[tuple[str, object]] = [("", msgspec.to_builtins(spec))]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{path}{k}.", v) for k, v in value.items() if k not in _FREE_JSON or path)
+        elif isinstance(value, list):
+            stack.extend((path, v) for v in value)
+        elif isinstance(value, int) and not isinstance(value, bool) and not -INT64 <= value < INT64:
+            return path.rstrip(".")
+    return None
+
+
 def normalize_spec(spec: FunctionSpec, colony: str | None = None) -> FunctionSpec:
     """Validate a spec and normalise it the way the original reads it back (§3)."""
     c = spec.conditions
@@ -58,8 +85,14 @@ def normalize_spec(spec: FunctionSpec, colony: str | None = None) -> FunctionSpe
     if len(spec.args) + len(spec.kwargs) > MAX_ARGS:
         raise BadRequest(f"a function spec may have at most {MAX_ARGS} args and kwargs")
     spec.env = spec.env or {}
+    spec.channels = spec.channels or []  # pycolonies reads a list; null (a spec without the key) breaks it
     if spec.fs is None:
         spec.fs = {"mount": "", "snapshots": None, "dirs": None}
+    field = _out_of_range(spec)
+    if field is not None:
+        # A value storage cannot hold would fail the insert (PostgreSQL) or a later read: one clear 400.
+        name = f" of function spec {spec.nodename}" if spec.nodename else ""
+        raise BadRequest(f"{field}{name} is out of range")
     return spec
 
 

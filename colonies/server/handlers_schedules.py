@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from colonies import cron as schedule
 from colonies.clock import NS
 from colonies.errors import BadRequest, Forbidden, NotFound
 from colonies.loops import schedules as loops
-from colonies.model import Cron, Executor, FunctionSpec, Generator, Log, ProcessState, WorkflowSpec
+from colonies.model import Cron, Executor, Generator, Log, ProcessState, WorkflowSpec
 from colonies.protocol import messages as m
-from colonies.resources import parse_mem
 from colonies.security import Member, initiator_name
 from colonies.server.handlers_processes import MAX_ARGS, MAX_DURATION_S
 from colonies.server.handlers_types import Handler
@@ -32,28 +29,7 @@ def _count(count: int) -> int:
     return min(count, MAX_LIST) if count > 0 else 100
 
 
-INT64 = 2**63
 MAX_TRIGGER = MAX_ARGS  # a generator's workflow gets `trigger` args, as many as a submit may carry
-_FREE_JSON = {"args", "kwargs", "fs"}  # stored as JSON text, read as JSON numbers: any size fits
-
-
-def _out_of_range(spec: FunctionSpec) -> str | None:
-    """The first integer field of a (normalised) function spec that a storage column cannot hold."""
-    try:
-        if parse_mem(spec.conditions.mem) >= INT64:  # normalised to "<n>Mi"; storage keeps bytes
-            return "conditions.mem"
-    except BadRequest:  # so large that its normalised form has too many digits to read back
-        return "conditions.mem"
-    stack: list[tuple[str, object]] = [("", msgspec.to_builtins(spec))]
-    while stack:
-        path, value = stack.pop()
-        if isinstance(value, dict):
-            stack.extend((f"{path}{k}.", v) for k, v in value.items() if k not in _FREE_JSON or path)
-        elif isinstance(value, list):
-            stack.extend((path, v) for v in value)
-        elif isinstance(value, int) and not isinstance(value, bool) and not -INT64 <= value < INT64:
-            return path.rstrip(".")
-    return None
 
 
 def _check_workflow(s: Services, text: str, colony: str, member: Member, signer: str) -> None:
@@ -63,11 +39,7 @@ def _check_workflow(s: Services, text: str, colony: str, member: Member, signer:
     if spec.colonyname and spec.colonyname != colony:
         raise BadRequest(f"the workflow spec is for colony {spec.colonyname}, not {colony}")
     spec.colonyname = colony
-    processes, _ = build_graph(s, spec, member, signer, s.now())  # a dry run: 400 on anything invalid
-    for p in processes:
-        field = _out_of_range(p.spec)
-        if field is not None:
-            raise BadRequest(f"workflowspec: {field} of function spec {p.spec.nodename} is out of range")
+    build_graph(s, spec, member, signer, s.now())  # a dry run: 400 on anything invalid or out of range
 
 
 # -- generators -----------------------------------------------------------------------------------------------
