@@ -7,7 +7,8 @@ graph's leaf outputs as input) all go through it.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import msgspec
 
@@ -140,7 +141,16 @@ _COLORS = {0: ("#000", "#ffd700"), 1: ("#fff", "#1e90ff"), 2: ("#fff", "#2e8b57"
            4: ("#fff", "#808080")}
 
 
-def layers(members: list[GraphMember]) -> dict[str, int]:
+class Node(Protocol):
+    """What the layout reads of a process: its id and its parents' ids."""
+
+    @property
+    def processid(self) -> str: ...
+    @property
+    def parents(self) -> list[str]: ...
+
+
+def layers(members: Sequence[Node]) -> dict[str, int]:
     """Each process's layer: 0 for a root, else 1 + its deepest parent (longest path), computed in
     topological order without recursion. Parents outside the list are ignored; a process on a cycle
     (which submission and addchild cannot make) stays at layer 0."""

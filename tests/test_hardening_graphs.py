@@ -203,3 +203,16 @@ def test_big_list_reply_is_processids_not_layouts(server: ServerProc, colony: Co
     assert not error and len(graphs) == 3
     assert len(r.content) < 1_000_000  # with a layout each, over 13 MB
     assert all(len(g["processids"]) == MAX_NODES and g["edges"] == [] for g in graphs)
+
+
+def test_cli_draws_a_deep_chain_without_recursion() -> None:
+    """`colonies workflow get` lays out with the server's iterative layers (its own recursed: 400+ nodes
+    raised RecursionError)."""
+    from types import SimpleNamespace
+
+    from colonies.cli.dag import levels
+
+    n = 5_000
+    chain = [SimpleNamespace(processid=f"p{i}", parents=[f"p{i - 1}"] if i else []) for i in range(n)]
+    out = levels(chain[::-1])  # leaf first: a recursive walk goes n deep
+    assert len(out) == n and out[-1][0].processid == f"p{n - 1}"

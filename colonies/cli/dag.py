@@ -12,19 +12,14 @@ _DOT_FILL = {0: "lightyellow", 1: "lightblue", 2: "palegreen", 3: "lightpink", 4
 
 
 def levels(processes: Sequence[Any]) -> list[list[Any]]:
-    """Processes by depth: roots first, each node one level below its deepest parent."""
-    by_id = {p.processid: p for p in processes}
-    depth: dict[str, int] = {}
+    """Processes by depth: roots first, each node one level below its deepest parent (the server's
+    layout, which needs no recursion: a chain of any length draws)."""
+    from colonies.workflows import layers
 
-    def d(pid: str, seen: frozenset[str] = frozenset()) -> int:
-        if pid not in depth:
-            parents = [q for q in by_id[pid].parents if q in by_id and q not in seen]
-            depth[pid] = 1 + max((d(q, seen | {pid}) for q in parents), default=-1)
-        return depth[pid]
-
+    depth = layers(processes)
     out: list[list[Any]] = []
     for p in processes:
-        n = d(p.processid)
+        n = depth[p.processid]
         while len(out) <= n:
             out.append([])
         out[n].append(p)
