@@ -278,6 +278,20 @@ async def test_stale_cleanup_requeues_only_the_stale_colonys_work(w: World) -> N
     assert got is not None and got.state == ProcessState.RUNNING
 
 
+async def test_stale_cleanup_ends_the_removed_executors_parked_polls(w: World) -> None:
+    """The stale-executor loop removes like an owner does: a poll parked by that executor ends at once."""
+    a = w.t[A]
+    poll = asyncio.create_task(hp.assign(w.s, a.executor, assign_msg()))
+    await parked(w.s, poll)
+    if isinstance(w.s.storage, SqliteStorage):
+        w.s.storage.db.execute("UPDATE executors SET last_heard = 1 WHERE colony_name = ?", (A,))
+    else:
+        await w.s.storage.pool.execute("UPDATE executors SET last_heard = 1 WHERE colony_name = $1", A)  # type: ignore[attr-defined]
+    await steps.stale_executors(w.s, w.clock.now_ns())
+    with pytest.raises(Forbidden):
+        await asyncio.wait_for(poll, ENDS_WITHIN_S)
+
+
 # -- 3. change*id refuses an id in use ---------------------------------------------------------------------
 async def test_change_executor_id_refuses_an_id_in_use(w: World) -> None:
     a, b = w.t[A], w.t[B]
