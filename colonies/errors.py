@@ -14,6 +14,10 @@
             └── IdInUse (409)     an id another executor/user/colony already uses
     ClientError                   raised by our SDK: the server answered with an error envelope
     ConfigError                   the server's settings cannot be honoured; it refuses to start
+    KitError                      the executor kit's own errors, never sent over the wire
+    ├── Cancelled                 the running process was stopped (deadline, cancel, taken back)
+    ├── ArgumentError             a process' arguments do not fit its function (also a TypeError)
+    └── StateError                an executor's state directory cannot be used
 
 The mapping from an error to its HTTP status lives here, as `status` on each class.
 """
@@ -116,6 +120,22 @@ class TransportError(ClientError):
 
 class ConfigError(Exception):
     """A server setting is missing or unusable (e.g. TLS on without a certificate): it refuses to start."""
+
+
+class KitError(Exception):
+    """Base of the executor kit's own errors; they stay in the executor's process."""
+
+
+class Cancelled(KitError):
+    """Raised by `Context.raise_if_cancelled()` once the process was stopped."""
+
+
+class ArgumentError(KitError, TypeError):
+    """A process' arguments do not fit its function: the process fails with the message."""
+
+
+class StateError(KitError):
+    """The executor's state directory cannot be used (locked by another run, unreadable); the CLI prints it."""
 
 
 def status_of(exc: BaseException) -> int:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from colonies.errors import ArgumentError, Cancelled
 from colonies.executors.capture import install_capture
-from colonies.executors.context import Cancelled, Context
-from colonies.executors.functions import ArgumentError
+from colonies.executors.context import Context
 from colonies.executors.kit import Executor
 from colonies.executors.loader import load_executor
 from colonies.executors.retry import RetryPolicy

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from colonies.client.core import func_spec
+from colonies.errors import ArgumentError
 from colonies.executor import Context, Executor, RetryPolicy
 from colonies.executors import state
-from colonies.executors.functions import ArgumentError, FunctionDef
+from colonies.executors.functions import FunctionDef
 from colonies.model import FunctionSpec, WorkflowSpec
 from colonies.protocol.crypto import id_of
 from tests.conftest import ColonyKeys, ServerProc

@@ -12,8 +12,8 @@
 
 from __future__ import annotations
 
-from colonies.executors.context import Cancelled, Context
-from colonies.executors.functions import ArgumentError
+from colonies.errors import ArgumentError, Cancelled
+from colonies.executors.context import Context
 from colonies.executors.kit import Executor
 from colonies.executors.loader import load_executor
 from colonies.executors.retry import RetryPolicy

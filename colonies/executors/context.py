@@ -17,11 +17,8 @@ import threading
 import time
 from datetime import datetime
 
+from colonies.errors import Cancelled
 from colonies.model import Process
-
-
-class Cancelled(Exception):
-    """Raised by `Context.raise_if_cancelled()` once the process was stopped (kit-local; never sent)."""
 
 
 class Context:

@@ -24,15 +24,13 @@ from typing import Any, Literal, Union
 
 import msgspec
 
+from colonies.errors import ArgumentError
 from colonies.executors.context import Context
 from colonies.executors.retry import RetryPolicy
 
 ParentsMode = Literal["positional", "kwargs"]
 PARENTS_MODES = ("positional", "kwargs")
 
-
-class ArgumentError(TypeError):
-    """A process' arguments do not fit its function (kit-local: the process fails with the message)."""
 
 
 def type_name(t: Any) -> str:

@@ -32,10 +32,10 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from colonies.errors import ClientError, TransportError
+from colonies.errors import ArgumentError, ClientError, TransportError
 from colonies.executors.capture import SINK, Sink
 from colonies.executors.context import Context
-from colonies.executors.functions import ArgumentError, FunctionDef
+from colonies.executors.functions import FunctionDef
 from colonies.executors.retry import RetryPolicy
 from colonies.model import Process, ProcessState
 

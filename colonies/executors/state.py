@@ -24,14 +24,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Self
 
+from colonies.errors import StateError
 from colonies.protocol.crypto import generate_prvkey, id_of
 from colonies.secure_files import FILE_MODE, private_dir, write_private
 
 KEY_FILE, INFO_FILE, LOCK_FILE = "prvkey", "executor.json", "lock"
 
-
-class StateError(Exception):
-    """The state directory cannot be used (kit-local; the CLI prints it)."""
 
 
 def _safe(part: str) -> str:
