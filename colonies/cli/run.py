@@ -110,6 +110,7 @@ def _run_with_state(ex: Executor, state_dir: str, colony_prvkey: str, until_idle
     from pathlib import Path
 
     from colonies.cli.common import CLIError
+    from colonies.errors import StateError
     from colonies.executors import state
 
     path = Path(state_dir).expanduser() if state_dir else None
@@ -129,5 +130,5 @@ def _run_with_state(ex: Executor, state_dir: str, colony_prvkey: str, until_idle
                 "%s identity %s… in %s", "new" if identity.created else "reusing", ex.executor_id[:12], path
             )
             ex.run(until_idle=until_idle, colony_prvkey=colony_prvkey)
-    except state.StateError as exc:
+    except StateError as exc:
         raise CLIError(str(exc)) from None
