@@ -23,7 +23,7 @@ from colonies.protocol.crypto import generate_prvkey, id_of
 from colonies.server.app import create_app
 from colonies.storage.sqlite import SqliteStorage
 
-ALLOWED = {200, 400, 403, 404, 408, 413, 503}
+ALLOWED = {200, 400, 403, 404, 408, 409, 413, 429, 503}
 
 
 @contextmanager

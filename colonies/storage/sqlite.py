@@ -444,7 +444,7 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
             where.append("state = ?")
             args.append(q.state)
         if q.processgraphid:
-            where.append("processgraph_id = ?")
+            where.append("processgraph_id = ? AND processgraph_id != ''")  # uses the partial index
             args.append(q.processgraphid)
         if q.executortype:
             where.append("executor_type = ?")
