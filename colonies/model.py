@@ -328,3 +328,56 @@ class ProcessEvent(Wire):
     event: str = ""
     actorid: str = ""
     detail: str = ""
+
+
+# -- ColonyFS (§3, §7): metadata only; the bytes live in an object store the clients talk to -------------
+class S3Object(Wire):
+    server: str = ""
+    port: int = 0
+    tls: bool = False
+    accesskey: str = ""
+    secretkey: str = ""
+    region: str = ""
+    encryptionkey: str = ""
+    encryptionalg: str = ""
+    object: str = ""
+    bucket: str = ""
+
+
+class Ref(Wire):
+    protocol: str = ""
+    s3object: S3Object = msgspec.field(default_factory=S3Object)
+
+
+class File(Wire):
+    fileid: str = ""
+    colonyname: str = ""
+    label: str = ""
+    name: str = ""
+    size: int = 0
+    sequencenr: int = 0
+    checksum: str = ""
+    checksumalg: str = ""
+    ref: Ref = msgspec.field(default_factory=Ref)
+    added: datetime = ZERO_TIME
+
+
+class FileData(Wire):
+    name: str = ""
+    checksum: str = ""
+    size: int = 0
+    s3filename: str = ""
+
+
+class Label(Wire):
+    name: str = ""
+    files: int = 0
+
+
+class Snapshot(Wire):
+    snapshotid: str = ""
+    colonyname: str = ""
+    label: str = ""
+    name: str = ""
+    fileids: list[str] = []
+    added: datetime = ZERO_TIME

@@ -6,6 +6,7 @@ take zero values. A wrong type is a 400.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -15,6 +16,7 @@ from colonies.model import (
     Colony,
     Cron,
     Executor,
+    File,
     Function,
     FunctionSpec,
     Generator,
@@ -373,6 +375,63 @@ class SearchLogsMsg(ColonyNameMsg):
     count: int = 0
 
 
+# -- files and snapshots (ColonyFS, §7) ------------------------------------------------------------------------
+# pycolonies sends null for the selectors it leaves out (fileid, label, name); Go reads null as "".
+class FileIn(File):
+    """A file as submitted: pycolonies sends `added: null` (the server sets it)."""
+
+    added: datetime | None = None  # type: ignore[assignment]
+
+
+class AddFileMsg(Msg):
+    file: FileIn | None = None
+
+
+class GetFileMsg(ColonyNameMsg):
+    fileid: str | None = None
+    label: str | None = None
+    name: str | None = None
+    latest: bool = False
+
+
+class GetFilesMsg(ColonyNameMsg):
+    label: str | None = None
+
+
+class GetFileLabelsMsg(ColonyNameMsg):
+    name: str | None = None
+    exact: bool = False
+
+
+class RemoveFileMsg(ColonyNameMsg):
+    fileid: str | None = None
+    label: str | None = None
+    name: str | None = None
+
+
+class CreateSnapshotMsg(ColonyNameMsg):
+    label: str | None = None
+    name: str | None = None
+
+
+class GetSnapshotMsg(ColonyNameMsg):
+    snapshotid: str | None = None
+    name: str | None = None
+
+
+class GetSnapshotsMsg(ColonyNameMsg):
+    pass
+
+
+class RemoveSnapshotMsg(ColonyNameMsg):
+    snapshotid: str | None = None
+    name: str | None = None
+
+
+class RemoveAllSnapshotsMsg(ColonyNameMsg):
+    pass
+
+
 # -- realtime (WebSocket /pubsub) -------------------------------------------------------------------------------
 class SubscribeProcessMsg(ColonyNameMsg):
     processid: str = ""
@@ -477,6 +536,16 @@ REGISTRY: dict[str, type[Msg]] = {
     "addexecutorlogmsg": AddExecutorLogMsg,
     "getlogsmsg": GetLogsMsg,
     "searchlogsmsg": SearchLogsMsg,
+    "addfilemsg": AddFileMsg,
+    "getfilemsg": GetFileMsg,
+    "getfilesmsg": GetFilesMsg,
+    "getfilelabelsmsg": GetFileLabelsMsg,
+    "removefilemsg": RemoveFileMsg,
+    "createsnapshotmsg": CreateSnapshotMsg,
+    "getsnapshotmsg": GetSnapshotMsg,
+    "getsnapshotsmsg": GetSnapshotsMsg,
+    "removesnapshotmsg": RemoveSnapshotMsg,
+    "removeallsnapshotmsg": RemoveAllSnapshotsMsg,
     "subscribeprocessmsg": SubscribeProcessMsg,
     "subscribeprocessesmsg": SubscribeProcessesMsg,
     "channelappendmsg": ChannelAppendMsg,
