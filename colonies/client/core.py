@@ -19,13 +19,17 @@ from colonies.model import (
     Conditions,
     Cron,
     Executor,
+    File,
+    FileData,
     Function,
     FunctionSpec,
+    Label,
     Log,
     Process,
     ProcessEvent,
     ProcessGraph,
     ServerInfo,
+    Snapshot,
     Statistics,
     User,
     WorkflowSpec,
@@ -307,6 +311,52 @@ class ClientCore:
     def search_logs(self, colony: str, text: str, days: int = 1, count: int = 100) -> Call[list[Log]]:
         msg = {"msgtype": "searchlogsmsg", "colonyname": colony, "text": text, "days": days, "count": count}
         return Call(msg, list[Log] | None)
+
+
+    # -- files and snapshots (ColonyFS metadata; the bytes go to an object store, colonies.fs) ----------------
+    def add_file(self, file: File) -> Call[File]:
+        """Record a file revision; the server sets fileid, sequencenr and added."""
+        return Call({"msgtype": "addfilemsg", "file": _b(file)}, File)
+
+    def get_file(self, colony: str, *, fileid: str = "", label: str = "", name: str = "",
+                 latest: bool = True) -> Call[list[File]]:
+        """One file by id, or the revisions of (label, name): the newest only when `latest`."""
+        msg = {"msgtype": "getfilemsg", "colonyname": colony, "fileid": fileid, "label": label,
+               "name": name, "latest": latest}
+        return Call(msg, list[File] | None)
+
+    def get_files(self, colony: str, label: str) -> Call[list[FileData]]:
+        """The newest revision of each file name under exactly `label`."""
+        return Call({"msgtype": "getfilesmsg", "colonyname": colony, "label": label}, list[FileData] | None)
+
+    def get_file_labels(self, colony: str, name: str = "", exact: bool = False) -> Call[list[Label]]:
+        """All labels (`name` ""), those starting with `name`, or (`exact`) `name` and its sub-labels."""
+        msg = {"msgtype": "getfilelabelsmsg", "colonyname": colony, "name": name, "exact": exact}
+        return Call(msg, list[Label] | None)
+
+    def remove_file(self, colony: str, *, fileid: str = "", label: str = "", name: str = "") -> Call[None]:
+        """One revision by id, or every revision of (label, name)."""
+        msg = {"msgtype": "removefilemsg", "colonyname": colony, "fileid": fileid, "label": label, "name": name}
+        return Call(msg, None)
+
+    def create_snapshot(self, colony: str, label: str, name: str) -> Call[Snapshot]:
+        """Freeze the newest revision of every file under `label` and its sub-labels."""
+        msg = {"msgtype": "createsnapshotmsg", "colonyname": colony, "label": label, "name": name}
+        return Call(msg, Snapshot)
+
+    def get_snapshot(self, colony: str, *, snapshotid: str = "", name: str = "") -> Call[Snapshot]:
+        msg = {"msgtype": "getsnapshotmsg", "colonyname": colony, "snapshotid": snapshotid, "name": name}
+        return Call(msg, Snapshot)
+
+    def get_snapshots(self, colony: str) -> Call[list[Snapshot]]:
+        return Call({"msgtype": "getsnapshotsmsg", "colonyname": colony}, list[Snapshot] | None)
+
+    def remove_snapshot(self, colony: str, *, snapshotid: str = "", name: str = "") -> Call[None]:
+        msg = {"msgtype": "removesnapshotmsg", "colonyname": colony, "snapshotid": snapshotid, "name": name}
+        return Call(msg, None)
+
+    def remove_all_snapshots(self, colony: str) -> Call[None]:
+        return Call({"msgtype": "removeallsnapshotmsg", "colonyname": colony}, None)
 
 
     # -- used by the CLI ----------------------------------------------------------------------------------
