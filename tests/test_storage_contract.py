@@ -19,10 +19,14 @@ from colonies.model import (
     Colony,
     Executor,
     ExecutorState,
+    File,
     FunctionSpec,
     Process,
     ProcessGraph,
     ProcessState,
+    Ref,
+    S3Object,
+    Snapshot,
     User,
 )
 from colonies.server.handlers_processes import new_process, normalize_spec
@@ -306,3 +310,109 @@ class TestStorageContract:
         assert await backend.set_output(p.processid, "exe-1", ["now"], attempt=1)
         done = await backend.finish(p.processid, "exe-1", False, None, ["boom"], T0 + 4 * NS, attempt=1)
         assert done is not None and done.process is not None and done.process.state == ProcessState.FAILED
+
+
+# -- ColonyFS metadata ------------------------------------------------------------------------------------------
+def fsfile(n: int, label: str, name: str, colony: str = COLONY) -> File:
+    ref = Ref(protocol="s3", s3object=S3Object(server="127.0.0.1", port=9000, region="r", object=f"obj{n}",
+                                               bucket="b"))
+    return File(fileid=hexid(1000 + n), colonyname=colony, label=label, name=name, size=n, checksum=f"{n:064x}",
+                checksumalg="SHA256", ref=ref)
+
+
+def snap(n: int, label: str, name: str, colony: str = COLONY) -> Snapshot:
+    return Snapshot(snapshotid=hexid(2000 + n), colonyname=colony, label=label, name=name)
+
+
+class TestFilesContract:
+    async def test_revisions_share_one_global_sequence(self, backend: Storage) -> None:
+        x1 = await backend.add_file(fsfile(1, "/a", "x"), T0)
+        other = await backend.add_file(fsfile(2, "/a", "x", colony="c2"), T0 + 1)
+        y = await backend.add_file(fsfile(3, "/a", "y"), T0 + 2)
+        x2 = await backend.add_file(fsfile(4, "/a", "x"), T0 + 3)
+        assert x1.sequencenr < other.sequencenr < y.sequencenr < x2.sequencenr
+        assert x2.added == to_datetime(T0 + 3) and x2.ref == fsfile(4, "/a", "x").ref and x2.size == 4
+        assert await backend.get_file(COLONY, x1.fileid) == x1
+        assert await backend.get_file("c2", x1.fileid) is None
+        assert await backend.file_revisions(COLONY, "/a", "x", latest=True) == [x2]
+        assert await backend.file_revisions(COLONY, "/a", "x", latest=False) == [x2, x1]
+        assert await backend.file_revisions(COLONY, "/a", "nope", latest=True) == []
+        data = await backend.list_file_data(COLONY, "/a")
+        assert [(d.name, d.size, d.checksum, d.s3filename) for d in data] == [
+            ("x", 4, x2.checksum, "obj4"), ("y", 3, y.checksum, "obj3")]
+        assert await backend.list_file_data(COLONY, "/a/sub") == []
+
+    async def test_labels_exact_and_prefix(self, backend: Storage) -> None:
+        for n, label in enumerate(["/a", "/a", "/a/b", "/ab", "/aXb", "/x/y", "/c"]):
+            await backend.add_file(fsfile(n, label, f"f{n}"), T0 + n)
+        await backend.add_file(fsfile(9, "/a", "f0"), T0 + 9)  # a second revision counts too
+        await backend.add_file(fsfile(10, "/a", "f0", colony="c2"), T0 + 10)
+
+        def named(labels: list[Any]) -> list[tuple[str, int]]:
+            return [(lb.name, lb.files) for lb in labels]
+
+        everything = [("/a", 3), ("/a/b", 1), ("/aXb", 1), ("/ab", 1), ("/c", 1), ("/x/y", 1)]
+        assert named(await backend.file_labels(COLONY)) == everything
+        assert named(await backend.file_labels(COLONY, "/a")) == [("/a", 3), ("/a/b", 1), ("/aXb", 1), ("/ab", 1)]
+        assert named(await backend.file_labels(COLONY, "/a", exact=True)) == [("/a", 3), ("/a/b", 1)]
+        assert named(await backend.file_labels(COLONY, "/a_")) == []  # no LIKE wildcards
+        assert named(await backend.file_labels(COLONY, "/a/b", exact=True)) == [("/a/b", 1)]
+        assert await backend.file_labels(COLONY, "/x", exact=True) == []  # /x itself holds no file
+        assert await backend.file_labels(COLONY, "/zz") == []
+        assert named(await backend.file_labels("c2")) == [("/a", 1)]
+
+    async def test_snapshot_freezes_the_newest_revisions_under_a_label(self, backend: Storage) -> None:
+        await backend.add_file(fsfile(1, "/d", "f"), T0)
+        f2 = await backend.add_file(fsfile(2, "/d", "f"), T0 + 1)
+        g = await backend.add_file(fsfile(3, "/d/e", "g"), T0 + 2)
+        await backend.add_file(fsfile(4, "/de", "h"), T0 + 3)  # not under /d
+        await backend.add_file(fsfile(5, "/d", "f", colony="c2"), T0 + 4)
+        s = await backend.create_snapshot(snap(1, "/d", "s1"), T0 + 5)
+        assert s.fileids == [f2.fileid, g.fileid] and s.added == to_datetime(T0 + 5)
+        await backend.add_file(fsfile(6, "/d", "f"), T0 + 6)  # a later revision does not change it
+        assert await backend.get_snapshot(COLONY, snapshot_id=s.snapshotid) == s
+        assert await backend.get_snapshot(COLONY, name="s1") == s
+        assert await backend.get_snapshot("c2", name="s1") is None
+        with pytest.raises(Conflict):
+            await backend.create_snapshot(snap(2, "/d/e", "s1"), T0 + 7)
+        other = await backend.create_snapshot(snap(3, "/d", "s1", colony="c2"), T0 + 7)  # names are per colony
+        assert len(other.fileids) == 1
+        empty = await backend.create_snapshot(snap(4, "/nothing", "s2"), T0 + 8)
+        assert empty.fileids == []
+        assert [x.name for x in await backend.list_snapshots(COLONY)] == ["s2", "s1"]  # newest first
+
+    async def test_removal_by_id_and_by_name(self, backend: Storage) -> None:
+        r1 = await backend.add_file(fsfile(1, "/r", "f"), T0)
+        r2 = await backend.add_file(fsfile(2, "/r", "f"), T0 + 1)
+        keep = await backend.add_file(fsfile(3, "/r", "g"), T0 + 2)
+        assert not await backend.remove_file("c2", r2.fileid)
+        assert await backend.remove_file(COLONY, r2.fileid)
+        assert not await backend.remove_file(COLONY, r2.fileid)
+        assert await backend.file_revisions(COLONY, "/r", "f", latest=True) == [r1]  # the older one is back
+        await backend.add_file(fsfile(4, "/r", "f"), T0 + 3)
+        assert await backend.remove_file_revisions(COLONY, "/r", "f") == 2
+        assert await backend.remove_file_revisions(COLONY, "/r", "f") == 0
+        assert await backend.file_revisions(COLONY, "/r", "g", latest=False) == [keep]
+        for n in range(3):
+            await backend.create_snapshot(snap(n, "/r", f"s{n}"), T0 + n)
+        assert not await backend.remove_snapshot(COLONY, snapshot_id=hexid(9999))
+        assert await backend.remove_snapshot(COLONY, snapshot_id=hexid(2000))
+        assert await backend.remove_snapshot(COLONY, name="s1")
+        assert not await backend.remove_snapshot(COLONY, name="s1")
+        assert await backend.remove_all_snapshots(COLONY) == 1
+        assert await backend.list_snapshots(COLONY) == []
+
+    async def test_removing_a_colony_removes_its_files_and_snapshots(self, backend: Storage) -> None:
+        await backend.add_colony(Colony(colonyid=hexid(1), name=COLONY))
+        await backend.add_colony(Colony(colonyid=hexid(2), name="keep"))
+        gone = await backend.add_file(fsfile(1, "/a", "f"), T0)
+        kept = await backend.add_file(fsfile(2, "/a", "f", colony="keep"), T0)
+        await backend.create_snapshot(snap(1, "/a", "s"), T0)
+        await backend.create_snapshot(snap(2, "/a", "s", colony="keep"), T0)
+        await backend.remove_colony(COLONY)
+        assert await backend.get_file(COLONY, gone.fileid) is None
+        assert await backend.file_labels(COLONY) == [] and await backend.list_snapshots(COLONY) == []
+        await backend.add_colony(Colony(colonyid=hexid(3), name=COLONY))  # a re-created colony starts empty
+        assert await backend.file_labels(COLONY) == [] and await backend.get_snapshot(COLONY, name="s") is None
+        assert await backend.get_file("keep", kept.fileid) == kept
+        assert len(await backend.list_snapshots("keep")) == 1

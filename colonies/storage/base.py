@@ -17,12 +17,16 @@ from colonies.model import (
     Colony,
     Cron,
     Executor,
+    File,
+    FileData,
     Function,
     Generator,
+    Label,
     Log,
     Process,
     ProcessEvent,
     ProcessGraph,
+    Snapshot,
     Statistics,
     User,
 )
@@ -377,6 +381,57 @@ class Storage(ABC):
 
     @abstractmethod
     async def search_logs(self, colony: str, text: str, since_ns: int, count: int) -> list[Log]: ...
+
+    # -- files and snapshots (ColonyFS metadata, §7) ------------------------------------------------------------
+    @abstractmethod
+    async def add_file(self, file: File, now_ns: int) -> File:
+        """Store a new revision (`fileid` set by the caller); the backend takes `sequencenr` from one global
+        sequence and sets `added`. Returns the stored file."""
+
+    @abstractmethod
+    async def get_file(self, colony: str, file_id: str) -> File | None: ...
+
+    @abstractmethod
+    async def file_revisions(self, colony: str, label: str, name: str, latest: bool) -> list[File]:
+        """The revisions of (label, name), newest (highest sequencenr) first; only the newest if `latest`."""
+
+    @abstractmethod
+    async def list_file_data(self, colony: str, label: str) -> list[FileData]:
+        """The newest revision of each name under exactly `label`, by name."""
+
+    @abstractmethod
+    async def file_labels(self, colony: str, prefix: str = "", exact: bool = False) -> list[Label]:
+        """Labels with their revision counts, by name: all (`prefix` ""), those starting with `prefix`, or
+        (`exact`) `prefix` itself and its sub-labels `prefix/…`, empty when `prefix` itself has no files."""
+
+    @abstractmethod
+    async def remove_file(self, colony: str, file_id: str) -> bool:
+        """Remove one revision; False if there was none."""
+
+    @abstractmethod
+    async def remove_file_revisions(self, colony: str, label: str, name: str) -> int:
+        """Remove every revision of (label, name); how many were removed."""
+
+    @abstractmethod
+    async def create_snapshot(self, snapshot: Snapshot, now_ns: int) -> Snapshot:
+        """Store `snapshot` (id, colony, label, name set by the caller; `added` = now) with `fileids` = the
+        newest revision of every file under `label` and its sub-labels, in one transaction. Conflict if
+        the colony already has a snapshot of that name."""
+
+    @abstractmethod
+    async def get_snapshot(self, colony: str, snapshot_id: str = "", name: str = "") -> Snapshot | None:
+        """By id if given, else by name."""
+
+    @abstractmethod
+    async def list_snapshots(self, colony: str) -> list[Snapshot]:
+        """Newest first."""
+
+    @abstractmethod
+    async def remove_snapshot(self, colony: str, snapshot_id: str = "", name: str = "") -> bool:
+        """By id if given, else by name; False if there was none."""
+
+    @abstractmethod
+    async def remove_all_snapshots(self, colony: str) -> int: ...
 
     # -- retention ------------------------------------------------------------------------------------------------
     @abstractmethod
