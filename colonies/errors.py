@@ -11,7 +11,8 @@
     ├── Internal (500)            a real internal fault
     └── StorageError (500)        the storage backend failed
         └── Conflict (400)        a uniqueness or state constraint was violated
-            └── IdInUse (409)     an id another executor/user/colony already uses
+            ├── IdInUse (409)     an id another executor/user/colony already uses
+            └── AlreadyExists (409) a name that must be unique is taken (snapshot)
     ClientError                   raised by our SDK: the server answered with an error envelope
     ConfigError                   the server's settings cannot be honoured; it refuses to start
     KitError                      the executor kit's own errors, never sent over the wire
@@ -97,6 +98,12 @@ class Conflict(StorageError):
 
 class IdInUse(Conflict):
     """An identity (executor, user, colony or server id) that another principal already uses."""
+
+    status = 409
+
+
+class AlreadyExists(Conflict):
+    """A name that must be unique is taken (a snapshot name in its colony)."""
 
     status = 409
 

@@ -22,6 +22,7 @@ import pytest
 from colonies.client.core import Call
 from colonies.client.sync import Client
 from colonies.errors import ClientError
+from colonies.model import File, Ref
 from colonies.protocol.crypto import generate_prvkey, id_of
 from colonies.server.dispatch import HANDLERS
 from tests.conftest import ServerProc, make_server
@@ -80,6 +81,10 @@ RULES: dict[str, frozenset[str]] = {
     "searchlogsmsg": M,
     # channels (process initiator or assigned executor)
     "channelappendmsg": CHANNEL, "channelreadmsg": CHANNEL,
+    # files and snapshots: users and approved executors (§7.1), the owner's key alone is not a member
+    "addfilemsg": M, "getfilemsg": M, "getfilesmsg": M, "getfilelabelsmsg": M, "removefilemsg": M,
+    "createsnapshotmsg": M, "getsnapshotmsg": M, "getsnapshotsmsg": M, "removesnapshotmsg": M,
+    "removeallsnapshotmsg": M,
 }
 
 
@@ -124,6 +129,20 @@ class World:
     def fresh_graph(self) -> str:
         return str(self.call(USER, {"msgtype": "submitworkflowspecmsg", "spec": _workflow(A)})["processgraphid"])
 
+    def fresh_file(self) -> str:
+        return self.clients[USER].add_file(File(**_file(A))).fileid
+
+    def fresh_snapshot(self) -> str:
+        return self.clients[USER].create_snapshot(A, FS_LABEL, f"s-{uuid.uuid4().hex[:8]}").snapshotid
+
+
+FS_LABEL = "/authz"
+
+
+def _file(colony: str) -> dict[str, Any]:
+    return {"colonyname": colony, "label": FS_LABEL, "name": "f", "size": 1, "checksum": "ab" * 32,
+            "checksumalg": "SHA256", "ref": Ref(protocol="s3")}
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
@@ -161,6 +180,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "colonyname": A, "executorname": "executor-1", "funcname": "echo"}})["functionid"]
         w.ids["generator"] = w.clients[USER].add_generator(A, "gen", _json(_workflow(A)), 10).generatorid
         w.ids["cron"] = w.clients[USER].add_cron(A, "cron", _json(_workflow(A)), interval=3600).cronid
+        w.ids["file"], w.ids["snapshot"] = w.fresh_file(), w.fresh_snapshot()
         yield w
     finally:
         admin.close_client()
@@ -196,6 +216,8 @@ def generic(w: World, msgtype: str) -> dict[str, Any]:
         "spec": {**_spec(A), **_workflow(A)}, "out": ["x"], "errors": ["x"], "message": "hello",
         "text": "hello", "days": 1, "allocations": {}, "capabilities": {}, "payload": "aGk=", "sequence": 1,
         "afterseq": 0, "limit": 10,
+        "fileid": ids["file"], "label": FS_LABEL, "snapshotid": ids["snapshot"], "latest": True,
+        "file": {**_file(A), "ref": {"protocol": "s3"}},
     }
 
 
@@ -233,6 +255,9 @@ ALLOWED_VARIANT: dict[str, Callable[[World, dict[str, Any]], dict[str, Any]]] = 
         A, f"g-{uuid.uuid4().hex[:8]}", _json(_workflow(A)), 10).generatorid},
     "removecronmsg": lambda w, m: {**m, "cronid": w.clients[USER].add_cron(
         A, f"c-{uuid.uuid4().hex[:8]}", _json(_workflow(A)), interval=3600).cronid},
+    "removefilemsg": lambda w, m: {**m, "fileid": w.fresh_file()},
+    "createsnapshotmsg": lambda w, m: {**m, "name": f"s-{uuid.uuid4().hex[:8]}"},
+    "removesnapshotmsg": lambda w, m: {**m, "snapshotid": w.fresh_snapshot()},
 }
 
 

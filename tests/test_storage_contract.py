@@ -14,7 +14,7 @@ import pytest
 
 from colonies.client.core import func_spec
 from colonies.clock import NS, to_datetime
-from colonies.errors import Conflict, Forbidden, IdInUse
+from colonies.errors import AlreadyExists, Conflict, Forbidden, IdInUse
 from colonies.model import (
     Colony,
     Executor,
@@ -373,7 +373,7 @@ class TestFilesContract:
         assert await backend.get_snapshot(COLONY, snapshot_id=s.snapshotid) == s
         assert await backend.get_snapshot(COLONY, name="s1") == s
         assert await backend.get_snapshot("c2", name="s1") is None
-        with pytest.raises(Conflict):
+        with pytest.raises(AlreadyExists):
             await backend.create_snapshot(snap(2, "/d/e", "s1"), T0 + 7)
         other = await backend.create_snapshot(snap(3, "/d", "s1", colony="c2"), T0 + 7)  # names are per colony
         assert len(other.fileids) == 1

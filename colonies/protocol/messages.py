@@ -384,7 +384,7 @@ class FileIn(File):
 
 
 class AddFileMsg(Msg):
-    file: FileIn | None = None
+    file: FileIn = msgspec.field(default_factory=FileIn)
 
 
 class GetFileMsg(ColonyNameMsg):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 
 from colonies.clock import to_datetime
-from colonies.errors import Conflict
+from colonies.errors import AlreadyExists
 from colonies.model import File, FileData, Label, Snapshot
 from colonies.storage.postgres_base import PostgresBase
 from colonies.storage.sqlite_files import (
@@ -89,7 +89,7 @@ class PostgresFilesMixin(PostgresBase):
                                   " VALUES ($1,$2,$3,$4,$5,$6)",
                                   s.snapshotid, s.colonyname, s.label, s.name, ids_json(ids), now_ns)
         except asyncpg.UniqueViolationError:
-            raise Conflict(f"a snapshot named {s.name} already exists in {s.colonyname}") from None
+            raise AlreadyExists(f"a snapshot named {s.name} already exists in {s.colonyname}") from None
         return Snapshot(snapshotid=s.snapshotid, colonyname=s.colonyname, label=s.label, name=s.name,
                         fileids=ids, added=to_datetime(now_ns))
 

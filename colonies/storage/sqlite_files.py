@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from colonies.clock import to_datetime
-from colonies.errors import Conflict
+from colonies.errors import AlreadyExists
 from colonies.model import File, FileData, Label, Ref, Snapshot
 from colonies.storage.sqlite_base import SqliteBase
 
@@ -117,7 +117,7 @@ class SqliteFilesMixin(SqliteBase):
                            " VALUES (?,?,?,?,?,?)",
                            (s.snapshotid, s.colonyname, s.label, s.name, ids_json(ids), now_ns))
         except sqlite3.IntegrityError:
-            raise Conflict(f"a snapshot named {s.name} already exists in {s.colonyname}") from None
+            raise AlreadyExists(f"a snapshot named {s.name} already exists in {s.colonyname}") from None
         return Snapshot(snapshotid=s.snapshotid, colonyname=s.colonyname, label=s.label, name=s.name,
                         fileids=ids, added=to_datetime(now_ns))
 
