@@ -19,6 +19,9 @@
     ├── Cancelled                 the running process was stopped (deadline, cancel, taken back)
     ├── ArgumentError             a process' arguments do not fit its function (also a TypeError)
     └── StateError                an executor's state directory cannot be used
+    FsError                       ColonyFS: an object store failed (client side, never sent over the wire)
+    ├── ObjectNotFound            the object store holds no object under that key
+    └── ChecksumError             downloaded bytes do not match the file's recorded SHA-256 (copy not kept)
 
 The mapping from an error to its HTTP status lives here, as `status` on each class.
 """
@@ -143,6 +146,18 @@ class ArgumentError(KitError, TypeError):
 
 class StateError(KitError):
     """The executor's state directory cannot be used (locked by another run, unreadable); the CLI prints it."""
+
+
+class FsError(Exception):
+    """ColonyFS on the client side: an object store or a transfer failed."""
+
+
+class ObjectNotFound(FsError):
+    """The object store holds no object under that key."""
+
+
+class ChecksumError(FsError):
+    """The bytes downloaded do not match the file's recorded SHA-256; the corrupt copy was not kept."""
 
 
 def status_of(exc: BaseException) -> int:
