@@ -50,10 +50,11 @@ def _bin_dir() -> str:
     return ""
 
 
-def _env_file(path: Path, port: int, keys: dict[str, str]) -> None:
-    """`source`-able: the server, colony and user settings, and `colonies` on PATH. The demo executor's
-    identity is not exported as COLONIES_EXECUTOR_*: a user's own `colonies executor run` registers
-    its own executor with the colony key instead of taking over the demo's (type `demo`)."""
+def _env_file(path: Path, port: int, keys: dict[str, str], fs_dir: Path) -> None:
+    """`source`-able: the server, colony and user settings, the local ColonyFS object directory, and
+    `colonies` on PATH. The demo executor's identity is not exported as COLONIES_EXECUTOR_*: a user's own
+    `colonies executor run` registers its own executor with the colony key instead of taking over the
+    demo's (type `demo`)."""
     lines = {
         "COLONIES_SERVER_HOST": "127.0.0.1",
         "COLONIES_SERVER_PORT": str(port),
@@ -66,13 +67,28 @@ def _env_file(path: Path, port: int, keys: dict[str, str]) -> None:
         "COLONIES_COLONY_PRVKEY": keys["colony"],
         "COLONIES_PRVKEY": keys["user"],
         "COLONIES_USER_PRVKEY": keys["user"],
+        "COLONIES_FS_DIR": str(fs_dir),
     }
-    text = "".join(f"export {k}={v}\n" for k, v in lines.items())
+    text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in lines.items())
     bindir = _bin_dir()
     if bindir:
         q = shlex.quote(bindir)
         text += f'case ":$PATH:" in *:{q}:*) ;; *) export PATH={q}:"$PATH" ;; esac\n'
     write_private(path, text)
+
+
+def _fs_dir(workdir: Path) -> Path:
+    """ColonyFS with no S3: objects in a local directory (owner only) that every executor on this machine
+    reads through COLONIES_FS_DIR; a COLONIES_FS_DIR already set is kept."""
+    given = os.environ.get("COLONIES_FS_DIR", "")
+    return private_dir(Path(given).absolute() if given else workdir.absolute() / "objects")
+
+
+def _fs_line(fs_dir: Path) -> str:
+    if os.environ.get("AWS_S3_ENDPOINT"):
+        return (f"Files (ColonyFS):  S3 at {os.environ['AWS_S3_ENDPOINT']} (AWS_S3_* set; else objects would go "
+                f"to {fs_dir})")
+    return f"Files (ColonyFS):  objects in {fs_dir} (COLONIES_FS_DIR, no S3 needed); try `colonies fs sync -l /demo`"
 
 
 def demo_executor(keys: dict[str, str], port: int) -> Executor:
@@ -127,7 +143,9 @@ async def _main(port: int, workdir: Path, once: bool) -> int:
     private_dir(workdir)  # keys, env file and database: owner only
     keys = _keys(workdir / "keys.json")
     env_path = workdir / "dev.env"
-    _env_file(env_path, port, keys)
+    fs_dir = _fs_dir(workdir)
+    os.environ["COLONIES_FS_DIR"] = str(fs_dir)  # the demo executor (this process) stages files there
+    _env_file(env_path, port, keys, fs_dir)
     config = Config.from_env({}, port=port, db_path=str(workdir / "colonies.db"),
                              server_id=id_of(keys["server"]), dashboard=True)
     app = create_app(config, create_storage(config))
@@ -175,6 +193,7 @@ async def _main(port: int, workdir: Path, once: bool) -> int:
     print(f"Dashboard:         {url}/#/workflow/{graph.processgraphid}")
     print(f"                   sign in with COLONIES_USER_PRVKEY from {env_path}")
     print(f"Browser executor:  {url}/executor  (colony 'dev'; COLONIES_COLONY_PRVKEY registers it)")
+    print(_fs_line(fs_dir))
     print(f"Shell:             source {env_path}; colonies process ps")
     print("Your own executor: colonies executor run mymodule  (added and approved with COLONIES_COLONY_PRVKEY)")
     code = 0 if p.state == 2 else 1

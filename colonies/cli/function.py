@@ -85,6 +85,36 @@ def spec_from_json(obj: Any, colony: str) -> Any:
     return spec
 
 
+def freeze_snapshots(c: Any, spec: Any) -> None:
+    """`--snapshot`, as in the original: each of spec.fs's snapshot mounts gets a new snapshot of its
+    label (a random name), whose id goes into the mount's `snapshotid`; the executor downloads it into
+    the mount's `dir` before the function runs (and removes it after, unless `keepsnapshot`)."""
+    import secrets
+
+    from colonies.cli.fs import norm_label
+
+    fs = spec.fs or {}
+    mounts = fs.get("snapshots") or [] if isinstance(fs, dict) else []
+    if not mounts:
+        raise CLIError("--snapshot: the spec has no fs.snapshots mounts to freeze (each needs a label and a dir)")
+    for m in mounts:
+        if not isinstance(m, dict) or not str(m.get("label") or "").strip():
+            raise CLIError("--snapshot: every fs.snapshots mount needs a label")
+        m["label"] = norm_label(str(m["label"]))
+        m["snapshotid"] = c.create_snapshot(spec.conditions.colonyname, m["label"], secrets.token_hex(32)).snapshotid
+
+
+def snapshot_mounts(values: list[str] | None) -> list[dict[str, Any]]:
+    """`--snapshots LABEL:DIR` (repeatable) as spec.fs snapshot mounts (frozen at submit)."""
+    out = []
+    for v in values or []:
+        label, sep, directory = v.partition(":")
+        if not sep or not label.strip() or not directory.strip():
+            raise CLIError(f"--snapshots: expected LABEL:DIR, got {v!r}")
+        out.append({"snapshotid": "", "label": label, "dir": directory, "keepfiles": False, "keepsnapshot": False})
+    return out
+
+
 def _print_output(p: Process, as_json: bool) -> None:
     if as_json:
         print_json(p)
@@ -108,6 +138,8 @@ FollowLogs = Annotated[
 ]
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait and print the output.")]
 OutOnly = Annotated[bool, typer.Option("--out", help="Print only the output (the original's flag).")]
+Snapshot = Annotated[bool, typer.Option(
+    "--snapshot", help="Freeze each fs.snapshots mount's label into a new snapshot and put its id in the mount.")]
 
 
 def run_and_report(c: Any, spec: Any, wait: bool, follow: bool, as_json: bool, timeout: float) -> None:
@@ -162,6 +194,7 @@ def function_submit(
     env: Env = None,
     label: Label = "",
     maxwaittime: Annotated[int | None, typer.Option("--maxwaittime", help="Override the spec's.")] = None,
+    snapshot: Snapshot = False,
     timeout: Timeout = 60.0,
 ) -> None:
     """Submit a FunctionSpec from a JSON file (the original's format); --env, --label and
@@ -172,6 +205,8 @@ def function_submit(
     if maxwaittime is not None:
         spec.maxwaittime = maxwaittime
     with client(prvkey) as c:
+        if snapshot:
+            freeze_snapshots(c, spec)
         run_and_report(c, spec, wait or out, follow, as_json, timeout)
 
 
@@ -203,11 +238,15 @@ def function_exec(
     wait: Wait = True,
     out: OutOnly = False,
     follow: FollowLogs = False,
+    snapshots: Annotated[list[str] | None, typer.Option(
+        "--snapshots", help="LABEL:DIR: a snapshot of the label, downloaded into DIR for the run (repeatable).")] = None,
+    snapshot: Snapshot = False,
     timeout: Timeout = 60.0,
 ) -> None:
     """Submit a function call, wait with a spinner, then print its output (--no-wait: only submit).
 
-    Each --args value is a string, as in the original CLI; --args-json passes numbers, booleans, lists."""
+    Each --args value is a string, as in the original CLI; --args-json passes numbers, booleans, lists.
+    --snapshots mounts are always frozen at submit (--snapshot is implied)."""
     from colonies.client.core import func_spec
 
     if not colony:
@@ -225,5 +264,12 @@ def function_exec(
         env=parse_env(env),
         label=label,
     )
+    mounts = snapshot_mounts(snapshots)
+    if snapshot and not mounts:
+        raise CLIError("--snapshot: add the mounts to freeze with --snapshots LABEL:DIR")
+    if mounts:
+        spec.fs = {"mount": "", "snapshots": mounts, "dirs": []}
     with client(prvkey) as c:
+        if mounts:
+            freeze_snapshots(c, spec)
         run_and_report(c, spec, wait or out, follow, as_json, timeout)

@@ -1,6 +1,6 @@
 """The `colonies` command. Heavy imports happen inside commands, so `--help` stays fast.
 
-One module per command group (server, identity, process, workflow, schedule, logs, run); they share
+One module per command group (server, identity, process, workflow, schedule, logs, run, fs); they share
 their options and output helpers through `common`.
 """
 
@@ -15,6 +15,8 @@ import typer
 from colonies.cli import rotate as _rotate  # noqa: F401  (registers chid and function register/remove)
 from colonies.cli.admin import database_app, monitor_app
 from colonies.cli.common import TARGET, CLIError
+from colonies.cli.fs import fs_app
+from colonies.cli.fs_snapshot import snapshot_app
 from colonies.cli.function import function_app
 from colonies.cli.identity import colony_app, executor_app, security_app, user_app
 from colonies.cli.logs import attribute_app, log_app
@@ -46,8 +48,10 @@ for sub, name in (
     (cluster_app, "cluster"),
     (database_app, "database"),
     (monitor_app, "monitor"),
+    (fs_app, "fs"),
 ):
     app.add_typer(sub, name=name)
+fs_app.add_typer(snapshot_app, name="snapshot")
 executor_app.command("run")(executor_run)
 app.command("config")(config)
 
@@ -89,9 +93,9 @@ def version() -> None:
 
 def _message(exc: BaseException) -> str:
     """One line for a user: what failed, without the traceback."""
-    from colonies.errors import ClientError, TransportError
+    from colonies.errors import ClientError, ConfigError, FsError, TransportError
 
-    if isinstance(exc, CLIError):
+    if isinstance(exc, (CLIError, FsError, ConfigError)):
         return str(exc)
     if isinstance(exc, TransportError):
         return f"cannot reach the server at {TARGET.host}:{TARGET.port}: {exc.message}"
