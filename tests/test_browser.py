@@ -206,3 +206,55 @@ def test_dashboard_sign_in_nav_paging_and_audit_layout(dashboard_server: ServerP
     assert (result["typed"]["text"], result["typed"]["rows"], result["typed"]["next"]) == ("1–1 of 1", 1, False)
     for where in ("auditDesktop", "auditPhone"):
         assert result[where]["rows"] >= 3 and result[where]["overflow"] <= 0, (where, result[where])
+
+
+def test_dashboard_files_page_labels_revisions_snapshots_and_where_the_bytes_are(
+    dashboard_server: ServerProc, tmp_path: Path
+) -> None:
+    """The files page lists labels with their counts, a label's files with every revision (newest first)
+    and where each revision's bytes are — the local store's path, or a direct link for an S3 object — with
+    the command that fetches it; snapshots open to their frozen files. It fits a phone."""
+    browser_tools()
+    from colonies.fs import FileSystem
+    from colonies.fs.local import LocalStore
+    from colonies.model import File, Ref, S3Object
+
+    srv = dashboard_server
+    keys = setup_colony(srv, "files")
+    store_dir = tmp_path / "objects"
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    (work / "a.txt").write_text("one")
+    (work / "sub" / "b.txt").write_text("bee")
+    with srv.client(keys.user_prvkey) as user:
+        fs = FileSystem(user, keys.name, store=LocalStore(store_dir))
+        fs.sync(work, "/data")
+        (work / "a.txt").write_text("two")
+        fs.sync(work, "/data")
+        s3 = user.add_file(File(colonyname=keys.name, label="/data", name="remote.bin", size=2048,
+                                checksum="ab" * 32, checksumalg="SHA256",
+                                ref=Ref(protocol="s3", s3object=S3Object(server="s3.example", port=9000, tls=True,
+                                                                         bucket="bkt", object="k/x y"))))
+        snap = fs.create_snapshot("/data", "v1")
+        revs = sorted(user.get_file(keys.name, label="/data", name="a.txt", latest=False), key=lambda f: -f.sequencenr)
+        result = drive("files", {"url": srv.url, "colony": keys.name, "userKey": keys.user_prvkey, "label": "/data",
+                                 "snapshot": "v1", "screenshots": str(SCREENSHOTS)}, timeout=80)
+    assert result["pageErrors"] == []
+    assert {(r["label"], r["files"]) for r in result["labels"]} == {("/data", "3"), ("/data/sub", "1")}
+    assert [r["name"] for r in result["snapshots"]] == ["v1"]
+    assert result["labelName"] == "/data"
+    a_rows = [r for r in result["files"] if r["name"] == "a.txt"]
+    assert [r["fileid"] for r in a_rows] == [f.fileid for f in revs]  # every revision, newest first
+    for row, f in zip(a_rows, revs, strict=True):
+        assert row["kinds"] == ["local"] and row["links"] == []  # no link a browser could not open
+        assert str(store_dir) in row["cells"][-1] and f.ref.s3object.object in row["cells"][-1]
+        assert row["commands"] == [f"colonies fs get -i {f.fileid} -d ."]
+    [remote] = [r for r in result["files"] if r["name"] == "remote.bin"]
+    assert remote["fileid"] == s3.fileid and remote["kinds"] == ["s3"]
+    assert remote["links"] == ["https://s3.example:9000/bkt/k/x%20y"]
+    assert [r["cells"][0] for r in result["sublabels"]] == ["/data/sub"]
+    assert result["desktopOverflow"] <= 0 and result["phoneOverflow"] <= 0, result
+    assert result["snapshotName"] == "v1"
+    assert sorted(r["fileid"] for r in result["snapshotFiles"]) == sorted(snap.fileids)
+    assert {r["cells"][0] for r in result["snapshotFiles"]} == {"a.txt", "b.txt", "remote.bin"}  # sub-labels too
+    assert (SCREENSHOTS / "dashboard-files.png").stat().st_size > 5000

@@ -259,6 +259,34 @@ export class Client {
   }
   cancelProcessGraph(processgraphid) { return this.rpc({ msgtype: 'cancelprocessgraphmsg', processgraphid }); }
 
+  // files and snapshots (ColonyFS): metadata only; the bytes live in an object store (S3 or a local
+  // directory) that clients read themselves — the server never touches them
+  /** Register an uploaded object as a new revision: {label, name, size, checksum, checksumalg, ref}. */
+  addFile(colonyname, file) { return this.rpc({ msgtype: 'addfilemsg', file: { ...file, colonyname } }); }
+  /** Labels with their file counts: all (`name` ''), by string prefix, or `exact` (the label and its sub-labels). */
+  getFileLabels(colonyname, { name = '', exact = false } = {}) {
+    return this.rpc({ msgtype: 'getfilelabelsmsg', colonyname, name, exact }).then((r) => r || []);
+  }
+  /** The newest revision of each file under `label`: [{name, checksum, size, s3filename}]. */
+  getFiles(colonyname, label) { return this.rpc({ msgtype: 'getfilesmsg', colonyname, label }).then((r) => r || []); }
+  /** A file by id, or by label and name (every revision, or only the newest with `latest`): [File]. */
+  getFile(colonyname, { fileid = '', label = '', name = '', latest = false } = {}) {
+    return this.rpc({ msgtype: 'getfilemsg', colonyname, fileid, label, name, latest }).then((r) => r || []);
+  }
+  /** Remove one revision (fileid) or every revision of label + name (metadata only: the object stays). */
+  removeFile(colonyname, { fileid = '', label = '', name = '' } = {}) {
+    return this.rpc({ msgtype: 'removefilemsg', colonyname, fileid, label, name });
+  }
+  createSnapshot(colonyname, label, name) { return this.rpc({ msgtype: 'createsnapshotmsg', colonyname, label, name }); }
+  getSnapshot(colonyname, { snapshotid = '', name = '' } = {}) {
+    return this.rpc({ msgtype: 'getsnapshotmsg', colonyname, snapshotid, name });
+  }
+  getSnapshots(colonyname) { return this.rpc({ msgtype: 'getsnapshotsmsg', colonyname }).then((r) => r || []); }
+  removeSnapshot(colonyname, { snapshotid = '', name = '' } = {}) {
+    return this.rpc({ msgtype: 'removesnapshotmsg', colonyname, snapshotid, name });
+  }
+  removeAllSnapshots(colonyname) { return this.rpc({ msgtype: 'removeallsnapshotmsg', colonyname }); }
+
   // realtime (/pubsub)
   /**
    * Open one /pubsub socket and start the given subscriptions on it. Each subscription is a message such as

@@ -100,3 +100,42 @@ test('an Executor runs JS functions per funcname; a workflow flows through it; /
     }
     assert.ok(ex.stats.done >= 5 && ex.stats.failed === 1, JSON.stringify(ex.stats));
   });
+
+test('files and snapshots: the ColonyFS metadata messages', { skip, timeout: 30000 }, async () => {
+  const user = new Client({ url, prvkey: userKey });
+  const ref = (object) => ({ protocol: 's3', s3object: { server: 's3.example', port: 9000, tls: false, accesskey: '',
+    secretkey: '', region: '', encryptionkey: '', encryptionalg: '', object, bucket: 'bkt' } });
+  const add = (label, name, object) => user.addFile(colony, { label, name, size: 3, checksum: 'ab'.repeat(32),
+    checksumalg: 'SHA256', ref: ref(object) });
+  const first = await add('/js', 'a.txt', 'k1');
+  const second = await add('/js', 'a.txt', 'k2');
+  await add('/js/sub', 'b.txt', 'k3');
+  assert.ok(second.sequencenr > first.sequencenr);
+  const labels = await user.getFileLabels(colony, { name: '/js', exact: true });
+  assert.deepEqual(labels.map((l) => [l.name, l.files]).sort(), [['/js', 2], ['/js/sub', 1]]);
+  const files = await user.getFiles(colony, '/js');
+  assert.deepEqual(files.map((f) => f.name), ['a.txt']);
+  const revisions = await user.getFile(colony, { label: '/js', name: 'a.txt' });
+  assert.deepEqual(revisions.map((f) => f.fileid).sort(), [first.fileid, second.fileid].sort());
+  const [newest] = await user.getFile(colony, { label: '/js', name: 'a.txt', latest: true });
+  assert.equal(newest.fileid, second.fileid);
+  assert.equal((await user.getFile(colony, { fileid: first.fileid }))[0].ref.s3object.object, 'k1');
+
+  const snap = await user.createSnapshot(colony, '/js', 'js-snap');
+  assert.equal(snap.fileids.length, 2);  // the newest a.txt and the sub-label's b.txt
+  assert.ok(snap.fileids.includes(second.fileid) && !snap.fileids.includes(first.fileid));
+  assert.equal((await user.getSnapshot(colony, { name: 'js-snap' })).snapshotid, snap.snapshotid);
+  assert.ok((await user.getSnapshots(colony)).some((s) => s.snapshotid === snap.snapshotid));
+  await assert.rejects(user.createSnapshot(colony, '/js', 'js-snap'), (e) => e instanceof ColoniesError && e.status === 409);
+  await user.removeSnapshot(colony, { snapshotid: snap.snapshotid });
+  await user.createSnapshot(colony, '/js', 'js-snap-2');
+  await user.removeAllSnapshots(colony);
+  assert.deepEqual(await user.getSnapshots(colony), []);
+
+  await user.removeFile(colony, { fileid: first.fileid });
+  assert.equal((await user.getFile(colony, { label: '/js', name: 'a.txt' })).length, 1);
+  await user.removeFile(colony, { label: '/js', name: 'a.txt' });
+  assert.deepEqual(await user.getFiles(colony, '/js'), []);
+  const stranger = new Client({ url, prvkey: generatePrivateKey() });
+  await assert.rejects(stranger.getFileLabels(colony), (e) => e instanceof ColoniesError && e.status === 403);
+});

@@ -6,6 +6,8 @@
 //                                              run by a second tab at /executor; takes screenshots
 //   node tools/browser.mjs dashboard-ux '<json>' sign in/out and "remember on this tab", the nav while
 //                                              signed out, the process list's pages, the audit trail's width
+//   node tools/browser.mjs files '<json>'       the files page: labels, a label's revisions with where
+//                                              their bytes are, snapshots; desktop and phone
 //
 // Prints one JSON line with what it saw; exits 1 on failure (with the reason and the page's errors).
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -205,7 +207,52 @@ async function dashboardUxScenario(context) {
   return r;
 }
 
-const SCENARIOS = { executor: executorScenario, dashboard: dashboardScenario, 'dashboard-ux': dashboardUxScenario };
+/** The rows of a table as the user sees them: each row's data-* attributes and its cells' text. */
+function rowsOf(page, selector) {
+  return page.locator(selector).evaluateAll((trs) => trs.map((tr) => ({ ...tr.dataset,
+    cells: [...tr.querySelectorAll('td')].map((td) => td.textContent.trim()),
+    links: [...tr.querySelectorAll('a.object-link')].map((a) => a.href),
+    kinds: [...tr.querySelectorAll('.fetch')].map((e) => e.dataset.kind),
+    commands: [...tr.querySelectorAll('code.fetch-command')].map((e) => e.textContent) })));
+}
+
+async function filesScenario(context) {
+  const page = await context.newPage();
+  watch(page, 'dashboard');
+  await page.goto(`${cfg.url}/`);
+  await page.waitForSelector('body[data-ready="true"]');
+  await signInDashboard(page, false);
+  const loaded = async (view) => {
+    await page.waitForSelector(`#view[data-view="${view}"][data-loaded="true"]`);
+  };
+  await page.click('#nav-files');
+  await loaded('files');
+  const r = { labels: await rowsOf(page, '#labels tbody tr'), snapshots: await rowsOf(page, '#snapshots tbody tr') };
+  await page.click(`#labels a[data-label="${cfg.label}"]`);
+  await loaded('files');
+  await page.waitForSelector('#label-name');
+  r.labelName = await page.textContent('#label-name');
+  r.files = await rowsOf(page, '#files tbody tr');
+  r.sublabels = await rowsOf(page, '#sublabels tbody tr');
+  const fit = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  r.desktopOverflow = await fit();
+  if (cfg.screenshots) r.screenshot = await screenshot(page, join(cfg.screenshots, 'dashboard-files.png'));
+  await page.setViewportSize({ width: 390, height: 844 });
+  r.phoneOverflow = await fit();
+  await page.setViewportSize({ width: 1280, height: 860 });
+  await page.click('a[href="#/files"]');
+  await loaded('files');
+  await page.waitForSelector('#snapshots');
+  await page.click(`#snapshots tr[data-name="${cfg.snapshot}"] a`);
+  await page.waitForSelector('#snapshot-name');
+  await loaded('snapshot');
+  r.snapshotName = await page.textContent('#snapshot-name');
+  r.snapshotFiles = await rowsOf(page, '#snapshot-files tbody tr');
+  return r;
+}
+
+const SCENARIOS = { executor: executorScenario, dashboard: dashboardScenario, 'dashboard-ux': dashboardUxScenario,
+  files: filesScenario };
 
 async function main() {
   if (!SCENARIOS[scenario]) throw new Error(`unknown scenario ${scenario}; one of ${Object.keys(SCENARIOS)}`);

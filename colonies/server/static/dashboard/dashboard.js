@@ -5,6 +5,7 @@ import { Client, ColoniesError, idOf } from 'colonies';
 import { h, badge, short, when, ago, json, table, STATES, EXECUTOR_STATES } from './dom.js';
 import { drawGraph } from './graph.js';
 import { buckets, drawChart } from './chart.js';
+import { filesOverview, labelView, snapshotView } from './files.js';
 
 const $ = (id) => document.getElementById(id);
 const SESSION_KEY = 'colonies.dashboard';
@@ -341,6 +342,17 @@ async function workflowView(view, signal, graphid) {
   });
 }
 
+// files (labels, revisions, snapshots): members only; the server's key is no member of any colony
+async function filesRoute(view, kind, id) {
+  if (!session.colony) {
+    view.replaceChildren(h('section', { class: 'card' }, h('h2', {}, 'Files'),
+      h('p', { class: 'muted' }, 'Files belong to a colony: sign in with one of its users\' or executors\' keys.')));
+  } else if (kind === 'snapshot') await snapshotView(view, session.client, session.colony, id);
+  else if (id) await labelView(view, session.client, session.colony, id);
+  else await filesOverview(view, session.client, session.colony);
+  view.dataset.loaded = 'true';
+}
+
 // -- routing -----------------------------------------------------------------------------------------------
 async function route() {
   const signal = stopView();
@@ -352,6 +364,7 @@ async function route() {
   try {
     if (kind === 'process' && id) await processView(view, signal, id);
     else if (kind === 'workflow' && id) await workflowView(view, signal, id);
+    else if (kind === 'files' || (kind === 'snapshot' && id)) await filesRoute(view, kind, id);
     else await overview(view, signal);
   } catch (err) {
     showError(view, err);
