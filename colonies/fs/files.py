@@ -151,7 +151,12 @@ class FileSystem:
             raise FsError(f"{name!r} is not a plain file name")
         key = new_key()
         size = src.stat().st_size
-        return key, store.put(key, src, progress), size
+        try:
+            return key, store.put(key, src, progress), size
+        except BaseException:  # the store may hold the whole object already (a late failure): no orphan
+            with contextlib.suppress(Exception):
+                store.delete(key)
+            raise
 
     def _record(self, store: ObjectStore, key: str, digest: str, size: int, label: str, name: str) -> File:
         return File(colonyname=self.colony, label=label, name=name, size=size, checksum=digest,
