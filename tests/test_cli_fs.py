@@ -204,6 +204,8 @@ def test_label_remove_and_snapshot_removeall_ask_first(env: dict[str, str], tmp_
     assert js(cli(env, "fs", "label", "ls", "--json")) == []
     r = cli(env, "fs", "sync", "-d", str(tmp_path / "w"), "-l", "/keep", "--quiet")
     assert r.returncode == 1 and "--quiet needs --yes" in r.stderr
+    r = cli(env, "fs", "sync", "-d", str(tmp_path / "w"), "-l", "/keep", "--json", "--yes")
+    assert r.returncode == 1 and "with --dry" in r.stderr
 
 
 def test_snapshots_create_ls_info_download_remove(env: dict[str, str], tmp_path: Path) -> None:

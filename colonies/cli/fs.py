@@ -216,12 +216,14 @@ def fs_sync(
     sub-labels. The label comes from --label or the directory's .cfs file."""
     if quiet and not yes:
         raise CLIError("--quiet needs --yes (there is nobody to ask)")
+    if as_json and not dry:
+        raise CLIError("--json prints the plan: use it with --dry")
     d = local_dir(directory)
     lab = resolve_label(label, d)
     with filesystem(prvkey, colony) as (_c, fs):
         plan = fs.sync(d, lab, keeplocal=keeplocal, dry_run=True)
         up, down, conflicts = _plan_rows(plan)
-        if as_json and dry:
+        if as_json:
             show(_plan_json(plan), True, lambda x: x)
             return
         if not (up or down or conflicts):

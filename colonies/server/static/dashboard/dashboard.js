@@ -1,6 +1,7 @@
 // The Colonies dashboard: sign in with a private key (kept in this tab only; every request is signed
 // here), then watch a colony — counts, executors, processes, workflows, throughput — and open a process
-// (spec, input, output, errors, attributes, logs, audit trail) or a workflow (its DAG, live over /pubsub).
+// (spec, input, output, errors, attributes, logs, audit trail) or a workflow (its DAG, live over /pubsub);
+// the files page (labels, revisions, snapshots) is in files.js.
 import { Client, ColoniesError, idOf } from 'colonies';
 import { h, badge, short, when, ago, json, table, STATES, EXECUTOR_STATES } from './dom.js';
 import { drawGraph } from './graph.js';
