@@ -65,8 +65,9 @@ def test_sync_ls_info_get_with_revisions_and_one_label_form(env: dict[str, str],
         ("/data", "a.txt"), ("/data", "big.bin"), ("/data/sub", "b.txt")]
     assert dry["download"] == dry["conflicts"] == []
     assert json.loads(ok(cli(env, "fs", "label", "ls", "--json"))) == []  # a dry run uploads nothing
-    out = ok(cli(env, "fs", "sync", "-d", str(work), "-l", "data/", "--yes"))
-    assert "3 uploaded" in out
+    r = cli(env, "fs", "sync", "-d", str(work), "-l", "data/", "--yes")
+    assert "3 uploaded" in ok(r)
+    assert "3.0/3.0 MB" in r.stderr, r.stderr  # one bar over every file of the sync, fed by the transfers
     assert "Nothing to do" in ok(cli(env, "fs", "sync", "-d", str(work), "-l", "/data", "--yes"))
 
     write(work / "a.txt", "two")
