@@ -413,10 +413,13 @@ _UPLOADER = textwrap.dedent("""
     from colonies.fs import FileSystem
     from colonies.fs.store import store_from_env
     port, key, colony, path, how = sys.argv[1:6]
-    fs = FileSystem(Client("127.0.0.1", int(port), prvkey=key), colony, store_from_env(os.environ))
+    fs = FileSystem(Client("127.0.0.1", int(port), prvkey=key), colony, store_from_env(os.environ), workers=1)
+    moved = [0]
     def progress(n):
-        print("moving", flush=True)
-        time.sleep(600)  # parked mid-transfer until the test kills us
+        moved[0] += n
+        if moved[0] >= 1 << 20:  # inside the big file, the last one (the small ones went first)
+            print("moving", flush=True)
+            time.sleep(600)  # parked mid-transfer until the test kills us
     if how == "upload":
         fs.upload(path, "/killed", progress=progress)
     else:
@@ -427,7 +430,7 @@ _UPLOADER = textwrap.dedent("""
 @pytest.mark.parametrize("how", ["upload", "sync"])
 def test_a_process_killed_mid_upload_leaves_no_record_without_its_object(store_rig: Rig, tmp_path: Path,
                                                                         how: str) -> None:
-    big = _write(tmp_path / "up" / "big.bin", os.urandom(16 << 20))
+    big = _write(tmp_path / "up" / "zz-big.bin", os.urandom(16 << 20))
     for i in range(3):
         _write(tmp_path / "up" / f"small-{i}", b"s" * i)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COLONIES_FS"))}, **store_rig.env}
@@ -448,7 +451,7 @@ def test_a_process_killed_mid_upload_leaves_no_record_without_its_object(store_r
     assert all(store_rig.has_object(r.ref) for r in records)
     assert records == []  # the kill came mid-transfer, before any record could be added
     fs.sync(tmp_path / "up", "/killed")  # a rerun completes it
-    assert sorted(fd.name for fd in fs.files("/killed")) == ["big.bin", "small-0", "small-1", "small-2"]
+    assert sorted(fd.name for fd in fs.files("/killed")) == ["small-0", "small-1", "small-2", "zz-big.bin"]
 
 
 class _Stop(Exception):
