@@ -378,6 +378,9 @@ def test_pycolonies_and_our_sdk_share_files_both_ways(s3_rig: Rig, tmp_path: Pat
     fs.upload(ours, "/shared")
     got = py.download_file(colony, key, dst=str(tmp_path / "py-out"), label="/shared", filename="from-sdk.bin")
     assert Path(got).read_bytes() == ours.read_bytes()
+    # a FileSystem whose own store is a local directory still reads pycolonies' file from S3 (by its ref)
+    local_first = FileSystem(store_rig.client(), colony, LocalStore(tmp_path / "own"), store_rig.env)
+    assert local_first.download("/shared", "from-py.bin", tmp_path / "x").read_bytes() == theirs.read_bytes()
     # a sync down takes both, whoever wrote them
     fs.sync(tmp_path / "synced", "/shared")
     assert _tree(tmp_path / "synced") == {"from-py.bin": theirs.read_bytes(), "from-sdk.bin": ours.read_bytes()}
@@ -565,3 +568,20 @@ def test_a_gibibyte_file_through_the_local_store(local_rig: Rig, tmp_path: Path)
     t2 = time.monotonic()
     assert out.stat().st_size == size
     print(f"1 GiB local store: upload {t1 - t0:.1f} s, download+verify {t2 - t1:.1f} s")
+
+
+def test_clean_removes_what_the_label_does_not_hold(local_rig: Rig, tmp_path: Path) -> None:
+    fs, d = local_rig.fs(), tmp_path / "d"
+    _write(d / "kept.txt", b"k")
+    _write(d / "sub" / "kept2.txt", b"k2")
+    fs.sync(d, "/c")
+    _write(d / "stray.txt", b"s")
+    _write(d / "sub" / "stray2.txt", b"s2")
+    _write(d / "newdir" / "deep" / "x", b"x")
+    expected = [d / "newdir", d / "stray.txt", d / "sub" / "stray2.txt"]
+    assert sorted(fs.clean(d, "c", dry_run=True)) == expected and (d / "stray.txt").exists()
+    assert sorted(fs.clean(d, "/c")) == expected
+    assert _tree(d) == {"kept.txt": b"k", "sub/kept2.txt": b"k2"}
+    with pytest.raises(FsError, match="holds no files"):
+        fs.clean(d, "/nothing-here")
+    assert _tree(d) == {"kept.txt": b"k", "sub/kept2.txt": b"k2"}
