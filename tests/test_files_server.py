@@ -165,6 +165,8 @@ def test_sdk_snapshots(user: Client, col: ColonyKeys) -> None:
     assert status_of(lambda: user.create_snapshot(col.name, "/m", "s1")) == 409
     user.create_snapshot(col.name, "/m", "s2")
     assert [x.name for x in user.get_snapshots(col.name)] == ["s2", "s1"]
+    root = user.create_snapshot(col.name, "/", "everything")  # "/" is the whole colony
+    assert root.label == "" and len(root.fileids) == 3 and g.fileid in root.fileids and f.fileid not in root.fileids
     user.remove_snapshot(col.name, snapshotid=s.snapshotid)
     assert status_of(lambda: user.get_snapshot(col.name, snapshotid=s.snapshotid)) == 404
     assert status_of(lambda: user.remove_snapshot(col.name, name="s1")) == 404
