@@ -57,6 +57,15 @@ def executor_run(
             "[default: $XDG_STATE_HOME/colonies/executors/<colony>/<name>].",
         ),
     ] = "",
+    fs_dir: Annotated[
+        str,
+        typer.Option(
+            "--fs-dir",
+            envvar="COLONIES_EXECUTOR_FS_DIR",
+            help="Where processes with spec.fs get their working directories (<fs-dir>/<processid>) "
+            "[default: a temp dir of this executor].",
+        ),
+    ] = "",
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when no work is left.")] = False,
 ) -> None:
     """Serve the functions a module declares with `colonies.Executor`, or an allowlist of commands.
@@ -93,6 +102,7 @@ def executor_run(
         slots=slots or None,
         heartbeat=heartbeat or None,
         watch=watch or None,
+        fs_dir=fs_dir or None,
     )
     if not ex.colony:
         raise CLIError("no colony: set COLONIES_COLONY_NAME or pass --colonyname")

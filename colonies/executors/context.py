@@ -9,6 +9,9 @@
         return i
 
 A parameter annotated `Context` (any name) is filled in by the kit; callers never pass it.
+
+For a process with `spec.fs` (see staging.py), `ctx.workdir` is its working directory, where the
+snapshots and synced dirs are (None otherwise), and `ctx.fs` the colony's files (an AsyncFileSystem).
 """
 
 from __future__ import annotations
@@ -16,9 +19,14 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from colonies.errors import Cancelled
 from colonies.model import Process
+
+if TYPE_CHECKING:
+    from colonies.fs import AsyncFileSystem
 
 
 class Context:
@@ -33,6 +41,8 @@ class Context:
         self._deadline = deadline  # time.monotonic() value, or None without maxexectime
         self._stop = threading.Event()
         self.reason = ""
+        self.workdir: Path | None = None  # set when the process has spec.fs (its data is staged there)
+        self.fs: AsyncFileSystem | None = None  # the colony's files, with the executor's object store
 
     @property
     def deadline(self) -> datetime | None:

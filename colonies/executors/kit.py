@@ -21,14 +21,21 @@ empty (colony, key, name, type, server) from flags and COLONIES_* variables; see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import secrets
 import signal
 import socket
+import tempfile
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+import httpx
 
 from colonies.client.asyncio import AsyncClient
+from colonies.client.sync import Client
 from colonies.errors import ClientError
 from colonies.executors.capture import install_capture
 from colonies.executors.functions import FunctionDef
@@ -36,6 +43,9 @@ from colonies.executors.retry import RetryPolicy, as_policy
 from colonies.executors.running import ProcessRun
 from colonies.model import Process
 from colonies.protocol.crypto import generate_prvkey, id_of
+
+if TYPE_CHECKING:
+    from colonies.fs import AsyncFileSystem
 
 log = logging.getLogger("colonies.executor")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,6 +68,7 @@ class Executor:
         capture_output: bool = True,
         watch: float = 5.0,
         stop_grace: float = 5.0,
+        fs_dir: str | Path | None = None,
     ) -> None:
         self.colony = colony
         self.prvkey = prvkey
@@ -70,6 +81,11 @@ class Executor:
         self.watch = watch  # seconds between reads of a running process (cancel/re-queue detection)
         self.stop_grace = stop_grace  # how long a cancelled async function may take to clean up
         self.capture_output = capture_output
+        # working directories of processes with spec.fs (staging.py); None: a temp dir made on first use
+        self.fs_dir = Path(fs_dir).expanduser() if fs_dir else None
+        self._fs_temp: Path | None = None
+        self._fs: AsyncFileSystem | None = None
+        self._fs_client: Client | None = None
         self.host, self.port, self.tls = host, port, tls
         self._client = client
         self.functions: dict[str, Callable[..., Any]] = {}
@@ -131,8 +147,10 @@ class Executor:
         slots: int | None = None,
         heartbeat: float | None = None,
         watch: float | None = None,
+        fs_dir: str | Path | None = None,
     ) -> Executor:
-        """Fill in what the executor left empty; `slots`, `heartbeat` and `watch`, when given, override."""
+        """Fill in what the executor left empty; `slots`, `heartbeat`, `watch` and `fs_dir`, when given,
+        override."""
         self.colony = self.colony or colony
         self.prvkey = self.prvkey or prvkey
         self.name = self.name or name
@@ -147,6 +165,8 @@ class Executor:
             self.heartbeat = heartbeat
         if watch:
             self.watch = watch
+        if fs_dir:
+            self.fs_dir = Path(fs_dir).expanduser()
         return self
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -157,6 +177,28 @@ class Executor:
                 self.host or "127.0.0.1", self.port or 50080, prvkey=self.prvkey, tls=bool(self.tls)
             )
         return self._client
+
+    def fs_root(self) -> Path:
+        """Where the working directories of processes with spec.fs go: `fs_dir`, or a temp dir of this
+        executor (made on first use, removed at exit when nothing was kept in it)."""
+        if self.fs_dir is not None:
+            self.fs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return self.fs_dir
+        if self._fs_temp is None:
+            self._fs_temp = Path(tempfile.mkdtemp(prefix="colonies-fs-"))
+        return self._fs_temp
+
+    def filesystem(self) -> AsyncFileSystem:
+        """The colony's files through this executor's object store (AWS_S3_* or COLONIES_FS_DIR in its
+        environment); ConfigError when it has none. Made on first use."""
+        if self._fs is None:
+            from colonies.fs import AsyncFileSystem, store_from_env
+
+            store = store_from_env(os.environ)
+            url = httpx.URL(self.client.url)
+            client = Client(url.host, url.port or 50080, prvkey=self.prvkey, tls=url.scheme == "https")
+            self._fs, self._fs_client = AsyncFileSystem(client, self.colony, store=store), client
+        return self._fs
 
     async def register(self, colony_prvkey: str) -> None:
         """Add this executor to the colony and approve it, signing with the colony owner's key."""
@@ -250,6 +292,16 @@ class Executor:
             if self._running:
                 log.info("waiting for %d running process(es) to finish", len(self._running))
                 await asyncio.gather(*self._running, return_exceptions=True)
+            self._close_fs()
+
+    def _close_fs(self) -> None:
+        if self._fs_client is not None:
+            self._fs_client.close_client()
+            self._fs, self._fs_client = None, None
+        if self._fs_temp is not None:
+            with contextlib.suppress(OSError):
+                self._fs_temp.rmdir()  # only when empty: kept working directories stay
+            self._fs_temp = None
 
     def run(self, until_idle: bool = False, colony_prvkey: str = "") -> None:
         """Blocking entry point with SIGTERM/SIGINT handling."""

@@ -17,6 +17,7 @@
   that runs a subprocess (cancelling that kills the child, as the command executor does).
 * Fence: close and fail carry the attempt (`Process.retries` at assignment); the server refuses a
   stale attempt's result (403), which the kit then drops, never re-sends.
+* Data: a process with `spec.fs` has its snapshots and dirs staged around the function (staging.py).
 * Output: what the function prints or logs goes to the process log while it runs (capture.py), and
   every `heartbeat` seconds without another call the process is read, as a sign of life.
 """
@@ -37,6 +38,7 @@ from colonies.executors.capture import SINK, Sink
 from colonies.executors.context import Context
 from colonies.executors.functions import FunctionDef
 from colonies.executors.retry import RetryPolicy
+from colonies.executors.staging import Staging, wants_staging
 from colonies.model import Process, ProcessState
 
 if TYPE_CHECKING:
@@ -100,6 +102,8 @@ class ProcessRun:
         self.stopped = asyncio.Event()
         self.sink = Sink()
         self.pid = process.processid
+        self.staging = Staging(process, self.ctx, self.stopped, ex.fs_root, ex.filesystem, self.sink.write,
+                               ex.stop_grace) if wants_staging(process) else None
 
     def stop(self, reason: str) -> None:
         if self.stopped.is_set():
@@ -144,6 +148,12 @@ class ProcessRun:
             args, kwargs = await self._arguments(fdef)
         except ArgumentError as exc:
             return False, [str(exc)]
+        if self.staging is not None:
+            return await self.staging.around(lambda: self._attempts(fdef, args, kwargs))
+        return await self._attempts(fdef, args, kwargs)
+
+    async def _attempts(self, fdef: FunctionDef, args: tuple[Any, ...],
+                        kwargs: dict[str, Any]) -> tuple[bool, list[Any]]:
         while True:
             try:
                 return True, as_output(await self._call(fdef, args, kwargs))
