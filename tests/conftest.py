@@ -271,3 +271,7 @@ def _drop_pg_database(base: str, name: str) -> None:
 def pg_database() -> Iterator[PgDatabase]:
     with fresh_pg_database() as db:
         yield db
+
+
+# ColonyFS fixtures (s3_server: moto on loopback, local_store_dir), shared by every test module
+from tests.fs_support import local_store_dir, moto_endpoint, s3_server  # noqa: F401

@@ -114,17 +114,17 @@ class S3Store:
             head = f.read(MULTIPART_THRESHOLD)
             if len(head) < MULTIPART_THRESHOLD:  # small: one PUT, at most the threshold in memory
                 digest.update(head)
-                self._call(key, self.client().put_object, Bucket=self.bucket, Key=key, Body=head)
                 if progress is not None and head:
-                    progress(len(head))
+                    progress(len(head))  # before the PUT: a callback that raises stops the upload
+                self._call(key, self.client().put_object, Bucket=self.bucket, Key=key, Body=head)
                 return digest.hexdigest()
             config = TransferConfig(
                 multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=PART_SIZE, max_concurrency=CONCURRENCY
             )
             config.max_in_memory_upload_chunks = CONCURRENCY + 1  # s3transfer's bound on buffered parts
-            reader = _HashingReader(f, head, digest)
+            reader = _HashingReader(f, head, digest, progress)
             upload = self.client().upload_fileobj
-            self._call(key, upload, reader, self.bucket, key, Config=config, Callback=progress)
+            self._call(key, upload, reader, self.bucket, key, Config=config)
         return digest.hexdigest()
 
     def get(self, key: str, dst: Path, progress: Progress | None = None) -> str:
@@ -190,10 +190,12 @@ class S3Store:
 
 class _HashingReader:
     """A forward-only reader over an open file (first `head` bytes already read) that hashes what it hands
-    out. Having no seek(), it makes s3transfer read parts in order, so the hash sees the bytes in order."""
+    out. Having no seek(), it makes s3transfer read parts in order, so the hash sees the bytes in order.
+    Progress is counted here, as parts are read: s3transfer would swallow an exception raised from its own
+    Callback, while one raised here fails the transfer (and s3transfer aborts the multipart upload)."""
 
-    def __init__(self, f: BinaryIO, head: bytes, digest: Any) -> None:
-        self._f, self._head, self._digest = f, head, digest
+    def __init__(self, f: BinaryIO, head: bytes, digest: Any, progress: Progress | None) -> None:
+        self._f, self._head, self._digest, self._progress = f, head, digest, progress
 
     def read(self, n: int = -1) -> bytes:
         if self._head:
@@ -206,6 +208,8 @@ class _HashingReader:
         else:
             data = self._f.read(n)
         self._digest.update(data)
+        if self._progress is not None and data:
+            self._progress(len(data))
         return data
 
 
