@@ -42,36 +42,7 @@ from colonies.fs.sync import (
 )
 from colonies.model import File, Ref
 from tests.conftest import ColonyKeys, PgDatabase, ServerProc, make_server, setup_colony
-
-
-@pytest.fixture
-def local_store_dir(tmp_path: Path) -> Path:  # TEMP until tests/fs_support.py lands
-    return tmp_path / "objects"
-
-
-@pytest.fixture
-def s3_server(tmp_path: Path) -> Iterator[dict[str, str]]:  # TEMP until tests/fs_support.py lands
-    from tests.conftest import free_port
-    port = free_port()
-    with open(tmp_path / "moto.log", "wb") as log, subprocess.Popen(
-            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log, stderr=log) as proc:
-        env = {"AWS_S3_ENDPOINT": f"127.0.0.1:{port}", "AWS_S3_ACCESSKEY": "test", "AWS_S3_SECRETKEY": "test",
-               "AWS_S3_REGION": "us-east-1", "AWS_S3_BUCKET": "colonies", "AWS_S3_TLS": "false",
-               "AWS_S3_SKIPVERIFY": "false"}
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                _boto(env).create_bucket(Bucket="colonies")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield env
-        proc.terminate()
-        proc.wait(10)
-
+from tests.fs_support import local_store_dir, moto_endpoint, s3_server  # noqa: F401 - fixtures
 
 # -- the pure sync rules ------------------------------------------------------------------------------------
 
