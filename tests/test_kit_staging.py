@@ -328,3 +328,20 @@ def test_the_deadline_stops_a_transfer_that_hangs(server: ServerProc, colony: Co
             assert not (tmp_path / "ran").exists() and list(root.iterdir()) == []
     finally:
         stop(ex)
+
+
+def test_an_unusable_fs_dir_fails_the_process_not_the_executor(
+    server: ServerProc, colony: ColonyKeys, tmp_path: Path
+) -> None:
+    not_a_dir = tmp_path / "fs-is-a-file"
+    not_a_dir.write_text("")
+    env = cli_env(server, colony, COLONIES_FS_DIR=str(tmp_path / "objects"))
+    with server.client(colony.user_prvkey) as c:
+        p = c.submit(_spec("never", colony, {"mount": "/cfs", "dirs": [_dirs("/x", "/out")]},
+                           args=[str(tmp_path / "ran")]))
+        q = c.submit(_spec("plain", colony, None))
+        r = run_cli(env, "executor", "run", _module(tmp_path), "--until-idle", "--fs-dir", str(not_a_dir))
+        assert r.returncode == 0, r.stderr
+        failed, ok = c.get_process(p.processid), c.get_process(q.processid)
+    assert failed.state == 3 and failed.errors[0].startswith("staging failed: making the working directories' root: ")
+    assert ok.state == 2 and ok.output == [True, True]

@@ -158,7 +158,10 @@ class Staging:
             spec = msgspec.convert(self.p.spec.fs, Filesystem)
         except msgspec.ValidationError as exc:
             raise StagingFailed(f"spec.fs is not a filesystem: {exc}") from None
-        self.workdir = workdir = self._root() / self.pid
+        try:
+            self.workdir = workdir = self._root() / self.pid
+        except OSError as exc:
+            raise StagingFailed(f"making the working directories' root: {one_line(exc)}") from None
         for i, sm in enumerate(spec.snapshots or []):
             if not sm.snapshotid:
                 raise StagingFailed(f"spec.fs.snapshots[{i}] has no snapshotid (`colonies function submit "
@@ -173,10 +176,13 @@ class Staging:
             self.fs = fs = self._filesystem()
         except Exception as exc:  # noqa: BLE001 - no store configured, or an unusable one: say which
             raise StagingFailed(f"this executor has no usable object store for spec.fs: {one_line(exc)}") from None
-        await asyncio.to_thread(_fresh_dir, workdir)
+        try:
+            await asyncio.to_thread(_fresh_dir, workdir)
+        except OSError as exc:
+            raise StagingFailed(f"making the working directory {workdir}: {one_line(exc)}") from None
         self.ctx.workdir, self.ctx.fs = workdir, fs
         for sm, path in self.snapshots:
-            path.mkdir(parents=True, exist_ok=True)
+            self._mkdir(path)
             got = await self._step(f"downloading snapshot {sm.snapshotid} into {self._show(path)}",
                                    fs.download_snapshot(path, snapshotid=sm.snapshotid, progress=self._check))
             self._note(f"[colonies] staged snapshot {sm.snapshotid} into {self._show(path)} ({len(got)} files)\n")
@@ -190,7 +196,7 @@ class Staging:
     async def _sync(self, label: str, path: Path, keeplocal: bool, way: str) -> None:
         assert self.fs is not None
         fs = self.fs
-        path.mkdir(parents=True, exist_ok=True)
+        self._mkdir(path)
         plan = await self._step(f"syncing {self._show(path)} {way} with label {label}",
                                 fs.sync(path, label, keeplocal=keeplocal, progress=self._check))
         self._note(f"[colonies] synced {self._show(path)} {way} with label {label}: "
@@ -245,6 +251,12 @@ class Staging:
             raise _Stopped from None
         except Exception as exc:  # noqa: BLE001 - any failure of the step fails the process
             raise StagingFailed(f"{what}: {one_line(exc)}") from None
+
+    def _mkdir(self, path: Path) -> None:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StagingFailed(f"making {self._show(path)}: {one_line(exc)}") from None
 
     def _check(self, _done: int) -> None:
         """The transfers' progress callback (in their thread): end them once the process is stopped."""
