@@ -22,7 +22,6 @@ from colonies.errors import ClientError
 from colonies.fs import FileSystem, store_from_env
 from colonies.model import FunctionSpec, WorkflowSpec
 from tests.conftest import ColonyKeys, ServerProc
-from tests.fs_support import moto_endpoint, s3_server  # noqa: F401 - fixtures, used through store_env
 from tests.kit_support import cli_env, process_in_state, run_cli, start_executor, stop, wait_until
 
 FINAL = {2, 3, 4}
