@@ -246,10 +246,16 @@ def test_snapshots_create_ls_info_download_remove(env: dict[str, str], tmp_path:
 
 
 def test_no_store_configured_is_one_clear_line(server: ServerProc, colony: ColonyKeys, tmp_path: Path) -> None:
+    """Moving bytes needs a store and says how to name one; reading metadata needs none."""
     env = cli_env(server, colony)
     write(tmp_path / "w" / "f.txt", "f")
     r = cli(env, "fs", "sync", "-d", str(tmp_path / "w"), "-l", "/x", "--yes")
     assert r.returncode == 1 and "COLONIES_FS_DIR" in r.stderr and "Traceback" not in r.stderr
+    ok(cli({**env, "COLONIES_FS_DIR": str(tmp_path / "objects")}, "fs", "sync", "-d", str(tmp_path / "w"), "-l", "/x",
+           "--yes"))
+    assert [f["name"] for f in js(cli(env, "fs", "ls", "-l", "/x", "--json"))] == ["f.txt"]
+    assert [x["name"] for x in js(cli(env, "fs", "label", "ls", "--json"))] == ["/x"]
+    assert str(tmp_path / "objects") in ok(cli(env, "fs", "info", "-l", "/x", "-n", "f.txt"))  # Where: the path
 
 
 # -- function submit / exec --snapshot --------------------------------------------------------------------------
