@@ -157,7 +157,7 @@ class Staging:
         try:
             spec = msgspec.convert(self.p.spec.fs, Filesystem)
         except msgspec.ValidationError as exc:
-            raise StagingFailed(f"spec.fs is not a filesystem: {exc}") from None
+            raise StagingFailed(f"spec.fs is not a filesystem: {one_line(exc)}") from None
         try:
             self.workdir = workdir = self._root() / self.pid
         except OSError as exc:
