@@ -1,7 +1,7 @@
 """The ColonyFS SDK (colonies.fs.FileSystem) on a real server, with both object stores.
 
 Metadata on SQLite and PostgreSQL servers; bytes in a LocalStore directory and in an S3 API server
-(moto, tests/fs_support.py). pycolonies shares the bucket both ways.
+(moto; the fixtures are tests/fs_support.py's, through conftest). pycolonies shares the bucket both ways.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from colonies.fs.sync import (
 )
 from colonies.model import File, Ref
 from tests.conftest import ColonyKeys, PgDatabase, ServerProc, make_server, setup_colony
-from tests.fs_support import local_store_dir, moto_endpoint, s3_server  # noqa: F401 - fixtures
 
 # -- the pure sync rules ------------------------------------------------------------------------------------
 
