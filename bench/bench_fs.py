@@ -73,9 +73,15 @@ def phase(kind: str, env: dict[str, str], work: str, server: tuple[int, str, str
         with cf.ThreadPoolExecutor(WORKERS) as pool:
             list(pool.map(lambda n: boto.download_file(bucket, f"plain/{n}", str(down / n)), names))
 
+    def plain_get() -> None:
+        body = boto.get_object(Bucket=bucket, Key="plain-big")["Body"]
+        with open(down / "big.bin", "wb") as f:
+            f.writelines(body.iter_chunks(MiB))
+
     steps: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
         "plain-big": (lambda: boto.upload_file(str(big), bucket, "plain-big"),
                       lambda: boto.download_file(bucket, "plain-big", str(down / "big.bin"))),
+        "plain-get": (lambda: None, plain_get),
         "sdk-big": (lambda: fs.upload(big, "/bench/big"), lambda: fs.download("/bench/big", "big.bin", down)),
         "plain-small": (plain_small_up, plain_small_down),
         "sdk-small": (lambda: fs.sync(small, "/bench/small"), lambda: fs.sync(down, "/bench/small")),
@@ -141,13 +147,15 @@ def main() -> None:
         print("  each phase: a fresh spawned process; up = all uploads, down = all downloads, wall clock;")
         print("  RSS = ru_maxrss of that process (peak), 'base' = after imports and client set-up")
         print("  plain = boto3 upload_file/download_file with default TransferConfig (small files: "
-              f"{WORKERS} threads); SDK = colonies.fs.FileSystem (upload/download, small: sync up and down)")
+              f"{WORKERS} threads); plain-get = one boto3 get_object streamed to a file (download only);")
+        print("  SDK = colonies.fs.FileSystem (upload/download; small files: sync up, then sync down)")
         res: dict[str, dict[str, float]] = {}
-        for kind in ("plain-big", "sdk-big", "plain-small", "sdk-small"):
+        for kind in ("plain-big", "plain-get", "sdk-big", "plain-small", "sdk-small"):
             res[kind] = r = run_phase(kind, env, str(work), server)
-            size = big_size if kind.endswith("big") else n_small * small_size
-            what = f"{big_size // MiB} MiB file" if kind.endswith("big") else f"{n_small} x {small_size} B files"
-            rate = (f"{size / r['up'] / MiB:7.1f} / {size / r['down'] / MiB:7.1f} MiB/s" if kind.endswith("big")
+            one = not kind.endswith("small")
+            size = big_size if one else n_small * small_size
+            what = f"{big_size // MiB} MiB file" if one else f"{n_small} x {small_size} B files"
+            rate = (f"{size / max(r['up'], 1e-9) / MiB:7.1f} / {size / r['down'] / MiB:7.1f} MiB/s" if one
                     else f"{n_small / r['up']:7.0f} / {n_small / r['down']:7.0f} files/s")
             print(f"  {kind:12s} {what:22s} up/down {r['up']:6.1f} s / {r['down']:6.1f} s = {rate}  "
                   f"RSS peak {r['rss']:5.0f} MiB (base {r['rss0']:.0f})  got {int(r['files'])} files")
@@ -156,6 +164,8 @@ def main() -> None:
             print(f"  SDK / plain ({which}): upload time x{s['up'] / p['up']:.2f}, download time "
                   f"x{s['down'] / p['down']:.2f}, peak RSS x{s['rss'] / p['rss']:.2f} "
                   f"(+{s['rss'] - s['rss0']:.0f} MiB over base vs +{p['rss'] - p['rss0']:.0f} MiB)")
+        g, s = res["plain-get"], res["sdk-big"]
+        print(f"  SDK / plain get_object stream (big download): time x{s['down'] / g['down']:.2f}")
     finally:
         srv.stop()
         moto.terminate()
