@@ -76,7 +76,7 @@ write_private(d / "key", "first")
 write_private(d / "key", "second")
 create_private(d / "colonies.db")
 keys = _keys(d / "keys.json")
-_env_file(d / "dev.env", 50080, keys)
+_env_file(d / "dev.env", 50080, keys, d / "fs")
 print(json.dumps(sorted(os.listdir(d))))
 """
 
