@@ -27,7 +27,7 @@ from colonies.model import (
 )
 from colonies.security import Member, initiator_name
 from colonies.server.handlers_processes import new_process, normalize_spec
-from colonies.server.services import Services, new_id
+from colonies.services import Services, new_id
 from colonies.storage.base import GraphMember
 
 _spec_decoder = msgspec.json.Decoder(WorkflowSpec)

@@ -30,7 +30,7 @@ from colonies.model import Colony, Cron, Generator, User
 from colonies.protocol import messages as m
 from colonies.protocol.crypto import generate_prvkey, id_of
 from colonies.server import handlers_schedules as h
-from colonies.server.services import Services, new_id
+from colonies.services import Services, new_id
 from colonies.storage.base import ProcessQuery, Storage
 from colonies.storage.sqlite import SqliteStorage
 from tests import test_schedules_e2e as schedules_e2e

@@ -28,7 +28,7 @@ from colonies.protocol import messages as m
 from colonies.protocol.crypto import generate_prvkey, id_of
 from colonies.server import handlers_identity as ident
 from colonies.server import handlers_processes as hp
-from colonies.server.services import Services
+from colonies.services import Services
 from colonies.storage import rows
 from colonies.storage.base import Storage
 from colonies.storage.sqlite import SqliteStorage

@@ -15,7 +15,7 @@ from colonies.clock import FakeClock, to_datetime
 from colonies.config import Config
 from colonies.model import Colony, Executor, ExecutorState, User
 from colonies.protocol.crypto import generate_prvkey, id_of
-from colonies.server.services import Services
+from colonies.services import Services
 from tests import test_schedules as base
 from tests.conftest import PgDatabase
 

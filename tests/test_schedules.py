@@ -33,7 +33,7 @@ from colonies.protocol import messages as m
 from colonies.protocol.crypto import generate_prvkey, id_of
 from colonies.server import handlers_schedules as h
 from colonies.server.handlers_processes import new_process, normalize_spec
-from colonies.server.services import Services
+from colonies.services import Services
 from colonies.storage.base import ClaimRequest, ProcessQuery
 from colonies.storage.sqlite import SqliteStorage
 

@@ -86,7 +86,7 @@ def executor_run(
     if bool(target) == bool(commands):
         raise CLIError("pass a module (module or module:object) or --commands allowlist.toml, not both")
     if commands:
-        from colonies.commands import command_executor
+        from colonies.executors.commands import command_executor
 
         ex = command_executor(commands, executortype=executortype, name=name)
     else:

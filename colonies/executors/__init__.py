@@ -8,6 +8,7 @@
     capture.py    print/logging output of a running function to its process log
     state.py      an executor's identity kept in a state directory across restarts
     loader.py     load_executor("module:object")
+    commands.py   a ready executor for the shell commands of a TOML allowlist
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from colonies.errors import ColoniesError
 from colonies.loops.runner import isolated
 from colonies.model import FINAL_STATES, Cron, Generator, Process, ProcessGraph, User, WorkflowSpec
 from colonies.security import Member
-from colonies.server.services import Services
+from colonies.services import Services
 from colonies.storage.base import ProcessQuery
 from colonies.workflows import MAX_NODES, build_graph, parse_workflow
 

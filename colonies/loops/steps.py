@@ -7,7 +7,7 @@ import logging
 from colonies.clock import NS
 from colonies.loops.runner import isolated
 from colonies.model import Executor
-from colonies.server.services import Services
+from colonies.services import Services
 
 log = logging.getLogger("colonies.loops")
 

@@ -16,7 +16,7 @@ from colonies.replay import Freshness
 from colonies.scheduler import DISCONNECTED
 from colonies.server.dispatch import HANDLERS, MEMBERSHIP_CHANGES, REPLY_TYPE
 from colonies.server.handlers_channels import CLEANUP as CHANNEL_CLEANUP
-from colonies.server.services import Services
+from colonies.services import Services
 
 log = logging.getLogger("colonies.api")
 

@@ -20,8 +20,8 @@ from colonies.loops import schedules, steps
 from colonies.loops.runner import Runner
 from colonies.server.api import ApiApp
 from colonies.server.pubsub import pubsub
-from colonies.server.services import Services
 from colonies.server.web import web_routes
+from colonies.services import Services
 from colonies.storage.base import Storage
 
 log = logging.getLogger("colonies.server")

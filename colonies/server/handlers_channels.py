@@ -15,7 +15,7 @@ from colonies.errors import NotFound
 from colonies.model import Process
 from colonies.protocol import messages as m
 from colonies.server.handlers_types import Handler
-from colonies.server.services import Services
+from colonies.services import Services
 
 
 async def channel_process(s: Services, signer: str, process_id: str) -> Process:

@@ -14,7 +14,7 @@ from colonies.errors import BadRequest, NotFound
 from colonies.model import File, FileData, Label, Ref, S3Object, Snapshot
 from colonies.protocol import messages as m
 from colonies.server.handlers_types import Handler
-from colonies.server.services import Services, new_id
+from colonies.services import Services, new_id
 
 MAX_LABEL = 1024  # characters; labels are path-like ("/a/b")
 MAX_FILE_NAME = 1024

@@ -9,7 +9,7 @@ from colonies.cluster import EMPTY_NODE
 from colonies.errors import BadRequest, Forbidden, IdInUse, NotFound
 from colonies.model import Colony, Executor, ExecutorState, Statistics, User
 from colonies.protocol import messages as m
-from colonies.server.services import Services, check_id, check_name
+from colonies.services import Services, check_id, check_name
 from colonies.storage import rows
 
 

@@ -23,7 +23,7 @@ from colonies.protocol.crypto import sha3_hex
 from colonies.resources import cpu_str, mem_str, parse_cpu, parse_mem
 from colonies.scheduler import ClientGone, wait_wake
 from colonies.security import Member, initiator_name
-from colonies.server.services import Services, new_id
+from colonies.services import Services, new_id
 from colonies.storage.base import ClaimRequest, ProcessQuery
 
 DAY_NS = 86_400 * NS

@@ -13,7 +13,7 @@ from colonies.protocol import messages as m
 from colonies.security import Member, initiator_name
 from colonies.server.handlers_processes import MAX_ARGS, MAX_DURATION_S
 from colonies.server.handlers_types import Handler
-from colonies.server.services import Services, check_name, new_id
+from colonies.services import Services, check_name, new_id
 from colonies.workflows import build_graph, parse_workflow
 
 MAX_LIST = 1000

@@ -5,6 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from colonies.server.services import Services
+from colonies.services import Services
 
 Handler = Callable[[Services, str, Any], Awaitable[Any]]

@@ -10,7 +10,7 @@ from colonies.model import ProcessGraph, ProcessState
 from colonies.protocol import messages as m
 from colonies.server.handlers_processes import new_process, normalize_spec
 from colonies.server.handlers_types import Handler
-from colonies.server.services import Services
+from colonies.services import Services
 from colonies.workflows import build_graph, check_growth, graph_view
 
 

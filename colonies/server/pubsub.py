@@ -22,7 +22,7 @@ from colonies.protocol import envelope
 from colonies.protocol import messages as m
 from colonies.replay import Freshness
 from colonies.scheduler import ProcessCallback, Subscription
-from colonies.server.services import Services
+from colonies.services import Services
 
 log = logging.getLogger("colonies.pubsub")
 MAX_FRAME = 1024 * 1024
