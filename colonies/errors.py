@@ -144,6 +144,14 @@ class ArgumentError(KitError, TypeError):
     """A process' arguments do not fit its function: the process fails with the message."""
 
 
+class ProcessFailed(KitError):
+    """Raised by a function to fail its process with these lines as its errors: no traceback, no retry."""
+
+    def __init__(self, *errors: str) -> None:
+        super().__init__(errors[0] if errors else "failed")
+        self.errors = [e for e in errors if e] or ["failed"]
+
+
 class StateError(KitError):
     """The executor's state directory cannot be used (locked by another run, unreadable); the CLI prints it."""
 

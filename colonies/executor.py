@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from colonies.errors import ArgumentError, Cancelled
+from colonies.errors import ArgumentError, Cancelled, ProcessFailed
 from colonies.executors.capture import install_capture
 from colonies.executors.context import Context
 from colonies.executors.kit import Executor
@@ -10,5 +10,5 @@ from colonies.executors.loader import load_executor
 from colonies.executors.retry import RetryPolicy
 from colonies.executors.running import REPORT_RETRY_S
 
-__all__ = ["REPORT_RETRY_S", "ArgumentError", "Cancelled", "Context", "Executor", "RetryPolicy", "install_capture",
-           "load_executor"]
+__all__ = ["REPORT_RETRY_S", "ArgumentError", "Cancelled", "Context", "Executor", "ProcessFailed", "RetryPolicy",
+           "install_capture", "load_executor"]

@@ -1,4 +1,4 @@
-"""`colonies executor run`: serve a module's functions, or an allowlist of shell commands."""
+"""`colonies executor run`: serve a module's functions, an allowlist of shell commands, or containers."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ def executor_run(
     commands: Annotated[
         str, typer.Option("--commands", help="Serve the commands of this TOML allowlist.")
     ] = "",
+    containers: Annotated[
+        str, typer.Option("--containers", help="Run each process in a container, as this TOML config allows.")
+    ] = "",
     colony: Annotated[
         str, typer.Option("--colonyname", "--colony", envvar="COLONIES_COLONY_NAME", help="Colony name.")
     ] = "",
@@ -26,6 +29,14 @@ def executor_run(
             envvar="COLONIES_EXECUTOR_PRVKEY",
             help="The executor's key; without one, the key kept in --state-dir (made and kept there on the "
             "first run with --colony-prvkey).",
+        ),
+    ] = "",
+    prvkey_file: Annotated[
+        str,
+        typer.Option(
+            "--prvkey-file",
+            envvar="COLONIES_EXECUTOR_PRVKEY_FILE",
+            help="Read the executor's key from this file (a mounted secret), which others may not read.",
         ),
     ] = "",
     colony_prvkey: Annotated[
@@ -66,9 +77,18 @@ def executor_run(
             "[default: a temp dir of this executor].",
         ),
     ] = "",
+    health_file: Annotated[
+        str,
+        typer.Option(
+            "--health-file",
+            envvar="COLONIES_EXECUTOR_HEALTH_FILE",
+            help="Touch this file while the pull loop is alive (python -m colonies.executors.health checks it).",
+        ),
+    ] = "",
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when no work is left.")] = False,
 ) -> None:
-    """Serve the functions a module declares with `colonies.Executor`, or an allowlist of commands.
+    """Serve the functions a module declares with `colonies.Executor`, an allowlist of commands, or
+    containers (each process in one, from the images a config file allows).
 
     On SIGTERM/SIGINT it stops pulling, finishes the processes it runs, and exits. Without a key, the
     executor's identity (key and name) is kept in a state directory and reused on the next run.
@@ -83,14 +103,25 @@ def executor_run(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
-    if bool(target) == bool(commands):
-        raise CLIError("pass a module (module or module:object) or --commands allowlist.toml, not both")
-    if commands:
+    if sum(map(bool, (target, commands, containers))) != 1:
+        raise CLIError("pass one of a module (module or module:object), --commands allowlist.toml or "
+                       "--containers config.toml")
+    ex: Executor
+    if containers:
+        from colonies.executors.containers import container_executor
+
+        ex = container_executor(containers, executortype=executortype, name=name)
+    elif commands:
         from colonies.executors.commands import command_executor
 
         ex = command_executor(commands, executortype=executortype, name=name)
     else:
         ex = load_executor(target)
+    if prvkey_file:
+        if prvkey:
+            raise CLIError("give the executor's key in COLONIES_EXECUTOR_PRVKEY (--prvkey) or in a file "
+                           "(COLONIES_EXECUTOR_PRVKEY_FILE, --prvkey-file), not both")
+        prvkey = read_key_file(prvkey_file)
     ex.configure(
         colony=colony,
         prvkey=prvkey,
@@ -103,15 +134,39 @@ def executor_run(
         heartbeat=heartbeat or None,
         watch=watch or None,
         fs_dir=fs_dir or None,
+        health_file=health_file or None,
     )
     if not ex.colony:
         raise CLIError("no colony: set COLONIES_COLONY_NAME or pass --colonyname")
     if not ex.functions:
-        raise CLIError(f"{target or commands} declares no functions")
+        raise CLIError(f"{target or commands or containers} declares no functions")
     if ex.prvkey:
         ex.run(until_idle=until_idle, colony_prvkey=colony_prvkey)
         return
     _run_with_state(ex, state_dir, colony_prvkey, until_idle)
+
+
+def read_key_file(path: str) -> str:
+    """The private key in `path` (64 hex digits, surrounding whitespace ignored), refused when others may
+    read the file: mount a secret with mode 0400 or 0440 (Kubernetes: defaultMode plus fsGroup)."""
+    import os
+    import re
+    import stat
+
+    from colonies.cli.common import CLIError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            text = f.read(4096).strip()
+    except OSError as exc:
+        raise CLIError(f"cannot read the executor key file {path}: {exc.strerror or exc}") from None
+    if mode & 0o004:
+        raise CLIError(f"the executor key file {path} is readable by others (mode {mode:04o}): make it 0400, "
+                       "0440 or 0600")
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise CLIError(f"the executor key file {path} does not hold a private key (64 hex digits)")
+    return text
 
 
 def _run_with_state(ex: Executor, state_dir: str, colony_prvkey: str, until_idle: bool) -> None:

@@ -9,14 +9,15 @@
     state.py      an executor's identity kept in a state directory across restarts
     loader.py     load_executor("module:object")
     commands.py   a ready executor for the shell commands of a TOML allowlist
+    containers.py a ready executor running each process in a container (podman, or the docker CLI)
 """
 
 from __future__ import annotations
 
-from colonies.errors import ArgumentError, Cancelled
+from colonies.errors import ArgumentError, Cancelled, ProcessFailed
 from colonies.executors.context import Context
 from colonies.executors.kit import Executor
 from colonies.executors.loader import load_executor
 from colonies.executors.retry import RetryPolicy
 
-__all__ = ["ArgumentError", "Cancelled", "Context", "Executor", "RetryPolicy", "load_executor"]
+__all__ = ["ArgumentError", "Cancelled", "Context", "Executor", "ProcessFailed", "RetryPolicy", "load_executor"]

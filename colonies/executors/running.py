@@ -33,7 +33,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from colonies.errors import ArgumentError, ClientError, TransportError
+from colonies.errors import ArgumentError, ClientError, ProcessFailed, TransportError
 from colonies.executors.capture import SINK, Sink
 from colonies.executors.context import Context
 from colonies.executors.functions import FunctionDef
@@ -159,6 +159,8 @@ class ProcessRun:
                 return True, as_output(await self._call(fdef, args, kwargs))
             except _Stopped:
                 return False, []
+            except ProcessFailed as exc:  # the function's own report: its lines, as they are
+                return False, [] if self.stopped.is_set() else list(exc.errors)
             except Exception as exc:  # noqa: BLE001 - the function's failure is the process'
                 error = traceback.format_exc(limit=20)
                 policy = fdef.retry
