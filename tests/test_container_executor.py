@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -27,6 +28,8 @@ from pycolonies import func_spec as pyc_func_spec
 
 from colonies.client.core import func_spec
 from colonies.client.sync import Client
+from colonies.errors import ProcessFailed
+from colonies.executors.containers import container_command, cpus_arg, load_config, memory_arg
 from colonies.fs import FileSystem, store_from_env
 from colonies.protocol.crypto import generate_prvkey, id_of
 from colonies.secure_files import private_dir
@@ -36,6 +39,52 @@ from tests.kit_support import cli_env, start_executor, wait_until
 
 FINAL = {2, 3, 4}  # SUCCESSFUL, FAILED, CANCELLED
 TOKEN = secrets.token_hex(4)
+
+
+def test_kwargs_become_the_command_as_the_original_reads_them() -> None:
+    image = "localhost/app:1"
+    assert container_command({"docker-image": image, "cmd": "echo", "args": ["a", 2, "{processid}"]}, "P") == (
+        image, ["sh", "-c", "echo a 2 P"])
+    assert container_command({"docker-image": image, "cmd": "run {processid}", "init-cmd": "cd /w"}, "P") == (
+        image, ["sh", "-c", "cd /w; run P"])
+    assert container_command({"docker-image": image, "cmd": ["python3", "-c", "x"], "args": ["a b"],
+                              "debug": True}, "P") == (image, ["python3", "-c", "x", "a b"])
+    assert container_command({"docker-image": image, "args": ["--flag"]}, "P") == (image, ["--flag"])
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"cmd": "true"}, "docker-image"),
+        ({"docker-image": "--privileged", "cmd": "x"}, "not an image"),
+        ({"docker-image": image, "args": "a b"}, "must be a list"),
+        ({"docker-image": image, "cmd": ["x"], "init-cmd": "y"}, "needs a string cmd"),
+        ({"docker-image": image, "mounts": ["/:/h"]}, "unknown keyword argument(s) mounts"),
+    ]
+    for bad, why in cases:
+        with pytest.raises(ProcessFailed, match=re.escape(why)):
+            container_command(bad, "P")
+
+
+def test_resource_strings_become_runtime_limits() -> None:
+    assert [cpus_arg(v) for v in ("", "0m", "500m", "2000m", "1.5")] == ["", "", "0.5", "2", "1.5"]
+    assert [memory_arg(v) for v in ("", "0Mi", "512Mi", "1Gi", "1G", "1000")] == [
+        "", "", str(512 * 2**20), str(2**30), str(10**9), "1000"]
+    for bad in ("lots", "-1", "1.2.3m"):
+        with pytest.raises(ProcessFailed):
+            cpus_arg(bad)
+    with pytest.raises(ProcessFailed):
+        memory_arg("12 parsecs")
+
+
+def test_a_config_without_an_allowlist_or_with_bad_entries_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    for body, why in [("[executor]\n", "no [containers] table"), ("[containers]\nallow = []\n", "lists no image"),
+                      ('[containers]\nallow = ["a/*"]\npull = "sometimes"\n', "pull must be"),
+                      ('[containers]\nallow = ["a/*"]\nmounts = ["/x:/colonies/out"]\n', "uses /colonies"),
+                      ('[containers]\nallow = ["a/*"]\nmemory = "much"\n', "not a memory amount")]:
+        path.write_text(body)
+        with pytest.raises(ValueError, match=re.escape(why)):
+            load_config(str(path))
+    path.write_text('[executor]\nslots = 3\n[containers]\nallow = ["a/*"]\ncpus = "2"\n')
+    head, cfg = load_config(str(path))
+    assert head["slots"] == 3 and cfg.allow == ("a/*",) and cfg.functions == ("execute",) and cfg.cpus == "2"
 
 
 @dataclass

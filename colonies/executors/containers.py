@@ -47,8 +47,9 @@ it) and the last lines of its output.
 
 * Logs: the container's stdout and stderr are read line by line while it runs and go to the process
   log (through the kit's output capture, about once a second).
-* Limits: `conditions.cpu` ("500m", "2") becomes --cpus, `conditions.mem` ("512Mi", "1Gi", "1G", bytes)
-  --memory; `conditions.gpu.count` > 0 becomes a device request: with gpu = "cdi", `--device
+* Limits: `conditions.cpu` becomes --cpus ("500m" -> 0.5; the server keeps cpu as millicores and
+  reads any other form as 0, as the original), `conditions.mem` ("512Mi", "1Gi", "1G", bytes) --memory;
+  0 means no limit; `conditions.gpu.count` > 0 becomes a device request: with gpu = "cdi", `--device
   nvidia.com/gpu=all` (podman with the NVIDIA CDI spec generated; all GPUs, not `count` of them), with
   gpu = "docker", `--gpus <count>` (docker with the NVIDIA container toolkit). GPU requests are not
   tested here (no GPU); cpu and memory are.
@@ -62,9 +63,11 @@ it) and the last lines of its output.
   interrupt. Containers are run without --rm and removed explicitly after their exit status is read,
   so the status is reliable (with --rm the client removes it, and a killed client leaves it behind).
 * Labels: every container has colonies.executor=<executor id>, colonies.process=<process id>,
-  colonies.colony=<colony>. On start the executor removes every container labelled with its own id
-  (orphans of a run that was SIGKILLed) and the per-run directories left in its workdir. Run one
-  executor per identity.
+  colonies.colony=<colony>. On start, and every `reap_interval` seconds, the executor removes the
+  containers labelled with its own id that none of its running processes owns (orphans of a run that
+  was SIGKILLed, or a removal that failed); on start also the per-run directories left in its workdir.
+  Run one executor per identity. The container's own output is not kept by the runtime
+  (--log-driver none): the executor streams it.
 """
 
 from __future__ import annotations
