@@ -333,3 +333,27 @@ def test_images_are_the_local_builds() -> None:
     kube_play = named(render(RENDERED["overlays/kube-play"]), "Deployment", "colonies-executor")
     assert kube_play["spec"]["template"]["spec"]["hostNetwork"] is True
     assert [c["imagePullPolicy"] for c in containers(kube_play)] == ["Never"]
+
+
+def test_the_documented_site_overlay_renders_complete(tmp_path: Path) -> None:
+    """docs/kubernetes.md step 3, as written there, with env files holding every documented key."""
+    doc = (K8S.parent.parent / "docs" / "kubernetes.md").read_text()
+    blocks = re.findall(r"```yaml\n(# mysite/kustomization\.yaml\n.*?)```", doc, re.DOTALL)
+    assert len(blocks) == 1, "docs/kubernetes.md step 3 lost its mysite/kustomization.yaml"
+    (tmp_path / "colonies").symlink_to(K8S.parent.parent)
+    site = tmp_path / "mysite"
+    site.mkdir()
+    (site / "kustomization.yaml").write_text(blocks[0])
+    (site / "db.env").write_text("COLONIES_DB_HOST=colonies-postgres\nCOLONIES_DB_PORT=5432\n"
+                                 "COLONIES_DB_USER=colonies\nCOLONIES_DB_NAME=colonies\nCOLONIES_DB_PASSWORD=pw\n")
+    (site / "executor-keys.env").write_text(f"COLONIES_COLONY_PRVKEY={generate_prvkey()}\n")
+    docs = render(site)
+    assert schema_problems(docs) == []
+    for check in (workload_problems, selector_problems, reference_problems, settings_problems):
+        assert check(docs) == [], check.__name__
+    base_db = secret_values(named(render(RENDERED["base"]), "Secret", "colonies-db"))
+    assert set(secret_values(named(docs, "Secret", "colonies-db"))) == set(base_db)
+    assert secret_values(named(docs, "Secret", "colonies-db"))["COLONIES_DB_PASSWORD"] == "pw"
+    assert not named(docs, "ConfigMap", "colonies-server")["data"]["COLONIES_SERVER_ID"].startswith("REPLACE")
+    images = {c["image"] for w in of_kind(docs, *WORKLOADS) for c in containers(w)}
+    assert not any(i.startswith("localhost/") for i in images), images
