@@ -381,3 +381,13 @@ class Snapshot(Wire):
     name: str = ""
     fileids: list[str] = []
     added: datetime = ZERO_TIME
+
+
+# -- locations (§7.1): named sites executors sit at (an executor's `locationname`) ------------------------------
+class Location(Wire):
+    locationid: str = ""
+    name: str = ""
+    colonyname: str = ""
+    description: str = ""
+    long: float = 0.0
+    lat: float = 0.0

@@ -29,6 +29,7 @@ from colonies.model import (
     Function,
     FunctionSpec,
     Label,
+    Location,
     Log,
     Process,
     ProcessEvent,

@@ -6,6 +6,7 @@ Each API method returns a `Call`: the message to send and how to decode the repl
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -24,6 +25,7 @@ from colonies.model import (
     Function,
     FunctionSpec,
     Label,
+    Location,
     Log,
     Process,
     ProcessEvent,
@@ -357,6 +359,27 @@ class ClientCore:
 
     def remove_all_snapshots(self, colony: str) -> Call[None]:
         return Call({"msgtype": "removeallsnapshotmsg", "colonyname": colony}, None)
+
+
+    # -- locations (named sites; an executor names its own with `locationname`) ---------------------------------
+    def add_location(self, colony: str, name: str, description: str = "", long: float = 0.0,
+                     lat: float = 0.0) -> Call[Location]:
+        """Add a site (colony owner). Our server sets `locationid`; the id sent is for the original, which
+        keeps whatever the client sends."""
+        loc = {"locationid": crypto.sha3_hex(os.urandom(32)), "name": name, "colonyname": colony,
+               "description": description, "long": float(long), "lat": float(lat)}
+        return Call({"msgtype": "addlocationmsg", "location": loc}, Location)
+
+    def get_locations(self, colony: str) -> Call[list[Location]]:
+        """The colony's locations, by name (members, executors in any state too)."""
+        return Call({"msgtype": "getlocationsmsg", "colonyname": colony}, list[Location] | None)
+
+    def get_location(self, colony: str, name: str) -> Call[Location]:
+        return Call({"msgtype": "getlocationmsg", "colonyname": colony, "name": name}, Location)
+
+    def remove_location(self, colony: str, name: str) -> Call[None]:
+        """Remove a site (colony owner); executors naming it keep their `locationname`."""
+        return Call({"msgtype": "removelocationmsg", "colonyname": colony, "name": name}, None)
 
 
     # -- used by the CLI ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from colonies.model import (
     Function,
     FunctionSpec,
     Generator,
+    Location,
     User,
     WorkflowSpec,
 )
@@ -432,6 +433,23 @@ class RemoveAllSnapshotsMsg(ColonyNameMsg):
     pass
 
 
+# -- locations (§7.1) -----------------------------------------------------------------------------------------
+class AddLocationMsg(Msg):
+    location: Location = msgspec.field(default_factory=Location)
+
+
+class GetLocationsMsg(ColonyNameMsg):
+    pass
+
+
+class GetLocationMsg(ColonyNameMsg):
+    name: str = ""
+
+
+class RemoveLocationMsg(ColonyNameMsg):
+    name: str = ""
+
+
 # -- realtime (WebSocket /pubsub) -------------------------------------------------------------------------------
 class SubscribeProcessMsg(ColonyNameMsg):
     processid: str = ""
@@ -546,6 +564,10 @@ REGISTRY: dict[str, type[Msg]] = {
     "getsnapshotsmsg": GetSnapshotsMsg,
     "removesnapshotmsg": RemoveSnapshotMsg,
     "removeallsnapshotmsg": RemoveAllSnapshotsMsg,
+    "addlocationmsg": AddLocationMsg,
+    "getlocationsmsg": GetLocationsMsg,
+    "getlocationmsg": GetLocationMsg,
+    "removelocationmsg": RemoveLocationMsg,
     "subscribeprocessmsg": SubscribeProcessMsg,
     "subscribeprocessesmsg": SubscribeProcessesMsg,
     "channelappendmsg": ChannelAppendMsg,
