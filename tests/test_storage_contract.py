@@ -21,6 +21,7 @@ from colonies.model import (
     ExecutorState,
     File,
     FunctionSpec,
+    Location,
     Process,
     ProcessGraph,
     ProcessState,
@@ -416,3 +417,50 @@ class TestFilesContract:
         assert await backend.file_labels(COLONY) == [] and await backend.get_snapshot(COLONY, name="s") is None
         assert await backend.get_file("keep", kept.fileid) == kept
         assert len(await backend.list_snapshots("keep")) == 1
+
+
+# -- locations ----------------------------------------------------------------------------------------------------
+def site(n: int, name: str, colony: str = COLONY, long: float = 0.0, lat: float = 0.0) -> Location:
+    return Location(locationid=hexid(3000 + n), colonyname=colony, name=name, description=f"site {n}",
+                    long=long, lat=lat)
+
+
+class TestLocationsContract:
+    async def test_add_get_list_remove(self, backend: Storage) -> None:
+        # Coordinates round-trip exactly as doubles (no rounding through text or REAL4).
+        lumi = await backend.add_location(site(1, "lumi", long=27.6324735, lat=64.2220316))
+        assert lumi == site(1, "lumi", long=27.6324735, lat=64.2220316)
+        await backend.add_location(site(2, "edge", long=-180.0, lat=-90.0))
+        await backend.add_location(site(3, "Cloud", long=180.0, lat=90.0))
+        await backend.add_location(site(4, "lumi", colony="c2"))  # names are per colony
+        assert await backend.get_location(COLONY, "lumi") == lumi
+        assert await backend.get_location(COLONY, "LUMI") is None  # exact names, as the original
+        assert await backend.get_location("c2", "edge") is None
+        listed = await backend.list_locations(COLONY)
+        assert [x.name for x in listed] == ["Cloud", "edge", "lumi"]  # by name, byte order on both backends
+        assert (listed[0].long, listed[0].lat, listed[1].long, listed[1].lat) == (180.0, 90.0, -180.0, -90.0)
+        assert await backend.list_locations("nobody") == []
+
+        assert await backend.remove_location(COLONY, "lumi")
+        assert not await backend.remove_location(COLONY, "lumi")
+        assert await backend.get_location(COLONY, "lumi") is None
+        assert await backend.get_location("c2", "lumi") is not None
+        again = await backend.add_location(site(5, "lumi"))  # a removed name may be added again
+        assert again.locationid == hexid(3005)
+
+    async def test_a_duplicate_name_is_refused(self, backend: Storage) -> None:
+        await backend.add_location(site(1, "hpc"))
+        with pytest.raises(AlreadyExists, match="hpc"):
+            await backend.add_location(site(2, "hpc"))
+        assert [x.locationid for x in await backend.list_locations(COLONY)] == [hexid(3001)]
+
+    async def test_removing_a_colony_removes_its_locations(self, backend: Storage) -> None:
+        await backend.add_colony(Colony(colonyid=hexid(1), name=COLONY))
+        await backend.add_colony(Colony(colonyid=hexid(2), name="keep"))
+        await backend.add_location(site(1, "hpc"))
+        kept = await backend.add_location(site(2, "hpc", colony="keep"))
+        await backend.remove_colony(COLONY)
+        await backend.add_colony(Colony(colonyid=hexid(3), name=COLONY))  # a re-created colony starts empty
+        assert await backend.list_locations(COLONY) == []
+        await backend.add_location(site(3, "hpc"))  # the name is free again
+        assert await backend.list_locations("keep") == [kept]

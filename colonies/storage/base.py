@@ -22,6 +22,7 @@ from colonies.model import (
     Function,
     Generator,
     Label,
+    Location,
     Log,
     Process,
     ProcessEvent,
@@ -432,6 +433,23 @@ class Storage(ABC):
 
     @abstractmethod
     async def remove_all_snapshots(self, colony: str) -> int: ...
+
+    # -- locations (§7.1) -----------------------------------------------------------------------------------------
+    @abstractmethod
+    async def add_location(self, location: Location) -> Location:
+        """Store `location` (every field set by the caller). AlreadyExists if the colony has a location of
+        that name (names are unique per colony, exactly as written)."""
+
+    @abstractmethod
+    async def get_location(self, colony: str, name: str) -> Location | None: ...
+
+    @abstractmethod
+    async def list_locations(self, colony: str) -> list[Location]:
+        """By name."""
+
+    @abstractmethod
+    async def remove_location(self, colony: str, name: str) -> bool:
+        """False if there was none. Executors naming it keep their `locationname`."""
 
     # -- retention ------------------------------------------------------------------------------------------------
     @abstractmethod

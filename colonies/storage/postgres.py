@@ -38,6 +38,7 @@ from colonies.storage.base import Changed, ClaimRequest, ProcessQuery
 from colonies.storage.migrate import latest_version, migrations
 from colonies.storage.postgres_catalog import PostgresCatalogMixin, _count, js
 from colonies.storage.postgres_files import PostgresFilesMixin
+from colonies.storage.postgres_locations import PostgresLocationsMixin
 from colonies.storage.postgres_schedules import PostgresSchedulesMixin
 from colonies.storage.postgres_workflows import PostgresWorkflowsMixin
 
@@ -62,7 +63,7 @@ def dsn_of(config: Config) -> str:
 
 
 class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCatalogMixin,
-                      PostgresFilesMixin):
+                      PostgresFilesMixin, PostgresLocationsMixin):
     def __init__(self, config: Config | None = None, dsn: str | None = None, min_size: int = 2,
                  max_size: int | None = None, statement_cache: int | None = None) -> None:
         if dsn is None:
@@ -188,7 +189,7 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
             await con.execute(f"DELETE FROM process_events WHERE process_id IN ({pids})", name)
             await con.execute(f"DELETE FROM process_targets WHERE process_id IN ({pids})", name)
             for table in ("processes", "executors", "users", "attributes", "functions", "processgraphs",
-                          "generators", "generator_args", "crons", "logs", "files", "snapshots"):
+                          "generators", "generator_args", "crons", "logs", "files", "snapshots", "locations"):
                 await con.execute(f"DELETE FROM {table} WHERE colony_name = $1", name)
             await con.execute("DELETE FROM colonies WHERE name = $1", name)
 

@@ -32,6 +32,7 @@ from colonies.storage.base import Changed, ClaimRequest, ProcessQuery
 from colonies.storage.migrate import latest_version, migrations
 from colonies.storage.sqlite_catalog import SqliteCatalogMixin
 from colonies.storage.sqlite_files import SqliteFilesMixin
+from colonies.storage.sqlite_locations import SqliteLocationsMixin
 from colonies.storage.sqlite_schedules import SqliteSchedulesMixin
 from colonies.storage.sqlite_workflows import SqliteWorkflowsMixin
 
@@ -47,7 +48,8 @@ EXEC_TIMEOUT_ERROR = "Maximum execution time limit exceeded"
 WAIT_TIMEOUT_ERROR = "Maximum waiting time limit exceeded"
 
 
-class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMixin, SqliteFilesMixin):
+class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMixin, SqliteFilesMixin,
+                    SqliteLocationsMixin):
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
         self.path = path
         self.synchronous = synchronous.upper()
@@ -164,7 +166,7 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
             db.execute(f"DELETE FROM process_events WHERE process_id IN ({pids})", (name,))
             db.execute(f"DELETE FROM process_targets WHERE process_id IN ({pids})", (name,))
             for table in ("processes", "executors", "users", "attributes", "functions", "processgraphs",
-                          "generators", "generator_args", "crons", "logs", "files", "snapshots"):
+                          "generators", "generator_args", "crons", "logs", "files", "snapshots", "locations"):
                 db.execute(f"DELETE FROM {table} WHERE colony_name = ?", (name,))
             db.execute("DELETE FROM colonies WHERE name = ?", (name,))
 
