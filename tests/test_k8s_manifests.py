@@ -61,7 +61,8 @@ def schema_problems(docs: list[Doc]) -> list[str]:
 
 # -- our own checks --------------------------------------------------------------------------------------
 def workload_problems(docs: list[Doc]) -> list[str]:
-    """Every container has readiness and liveness probes, requests and limits; every pod runs non-root."""
+    """Every container has readiness and liveness probes, requests and limits; every pod runs non-root,
+    without a service account token or service-link variables."""
     problems = []
     for w in of_kind(docs, *WORKLOADS):
         name = f"{w['kind']}/{w['metadata']['name']}"
@@ -71,6 +72,8 @@ def workload_problems(docs: list[Doc]) -> list[str]:
             problems.append(f"{name}: pod securityContext must set runAsNonRoot and a non-zero runAsUser")
         if pod.get("automountServiceAccountToken") is not False:
             problems.append(f"{name}: mounts a service account token it does not need")
+        if pod.get("enableServiceLinks") is not False:  # Service colonies-server -> COLONIES_SERVER_PORT=tcp://...
+            problems.append(f"{name}: service links would set COLONIES_*_PORT variables; set enableServiceLinks: false")
         for c in containers(w):
             cname = f"{name}/{c['name']}"
             for probe in ("readinessProbe", "livenessProbe"):
@@ -262,7 +265,8 @@ def test_checks_catch_broken_manifests() -> None:
     d, w = broken("Deployment", "colonies-executor")
     del w["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
     w["spec"]["template"]["spec"]["securityContext"]["runAsUser"] = 0
-    assert len(workload_problems(d)) == 2
+    del w["spec"]["template"]["spec"]["enableServiceLinks"]
+    assert len(workload_problems(d)) == 3
 
     d, s = broken("Secret", "colonies-executor-keys")
     s["stringData"]["COLONIES_COLONY_PRVKEY"] = generate_prvkey()
