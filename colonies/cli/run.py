@@ -82,7 +82,7 @@ def executor_run(
         typer.Option(
             "--health-file",
             envvar="COLONIES_EXECUTOR_HEALTH_FILE",
-            help="Touch this file while the pull loop is alive (python -m colonies.executors.health checks it).",
+            help="Touch this file while the pull loop is alive (python -m colonies.health checks it).",
         ),
     ] = "",
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when no work is left.")] = False,

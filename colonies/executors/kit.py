@@ -41,6 +41,7 @@ from colonies.executors.capture import install_capture
 from colonies.executors.functions import FunctionDef
 from colonies.executors.retry import RetryPolicy, as_policy
 from colonies.executors.running import ProcessRun
+from colonies.health import HealthFile
 from colonies.model import Process
 from colonies.protocol.crypto import generate_prvkey, id_of
 
@@ -69,6 +70,7 @@ class Executor:
         watch: float = 5.0,
         stop_grace: float = 5.0,
         fs_dir: str | Path | None = None,
+        health_file: str | Path | None = None,
     ) -> None:
         self.colony = colony
         self.prvkey = prvkey
@@ -86,6 +88,8 @@ class Executor:
         self._fs_temp: Path | None = None
         self._fs: AsyncFileSystem | None = None
         self._fs_client: Client | None = None
+        # touched while the pull loop is alive, for container health checks (colonies/health.py)
+        self.health = HealthFile(health_file) if health_file else None
         self.host, self.port, self.tls = host, port, tls
         self._client = client
         self.functions: dict[str, Callable[..., Any]] = {}
@@ -148,9 +152,10 @@ class Executor:
         heartbeat: float | None = None,
         watch: float | None = None,
         fs_dir: str | Path | None = None,
+        health_file: str | Path | None = None,
     ) -> Executor:
-        """Fill in what the executor left empty; `slots`, `heartbeat`, `watch` and `fs_dir`, when given,
-        override."""
+        """Fill in what the executor left empty; `slots`, `heartbeat`, `watch`, `fs_dir` and `health_file`,
+        when given, override."""
         self.colony = self.colony or colony
         self.prvkey = self.prvkey or prvkey
         self.name = self.name or name
@@ -167,6 +172,8 @@ class Executor:
             self.watch = watch
         if fs_dir:
             self.fs_dir = Path(fs_dir).expanduser()
+        if health_file:
+            self.health = HealthFile(health_file)
         return self
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -279,6 +286,7 @@ class Executor:
         )
         workers = [asyncio.create_task(self._slot(until_idle), name=f"slot-{i}") for i in range(self.slots)]
         stopper = asyncio.create_task(self._stopping.wait())
+        alive = asyncio.create_task(self._alive(), name="health") if self.health else None
         try:
             await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
             if until_idle:
@@ -292,6 +300,9 @@ class Executor:
             if self._running:
                 log.info("waiting for %d running process(es) to finish", len(self._running))
                 await asyncio.gather(*self._running, return_exceptions=True)
+            if alive is not None:
+                alive.cancel()
+                await asyncio.gather(alive, return_exceptions=True)
             self._close_fs()
 
     def _close_fs(self) -> None:
@@ -324,6 +335,16 @@ class Executor:
         log.info("stopping: finishing running work, pulling no more")
         self.stop()
 
+    async def _alive(self) -> None:
+        """Touch the health file now, then every poll timeout while processes run (the slots, busy with
+        them, do not poll)."""
+        assert self.health is not None
+        self.health.touch()
+        while True:
+            await asyncio.sleep(self.poll_timeout)
+            if self._running:
+                self.health.touch()
+
     # -- the pull loop ----------------------------------------------------------------------------------
     async def _slot(self, until_idle: bool) -> None:
         assert self._stopping is not None
@@ -332,6 +353,8 @@ class Executor:
                 process = await self.client.assign(self.colony, -1 if until_idle else self.poll_timeout)
             except ClientError as exc:
                 if exc.status == 404:
+                    if self.health:
+                        self.health.touch()  # the server answered: no work within the poll timeout
                     if until_idle:
                         return
                     continue
@@ -342,6 +365,8 @@ class Executor:
                 log.warning("assign failed: %s", exc)
                 await asyncio.sleep(1)
                 continue
+            if self.health:
+                self.health.touch()
             # Running work is shielded: a stop lets it finish and report (run_async awaits it).
             task = asyncio.ensure_future(self._execute(process))
             self._running.add(task)
