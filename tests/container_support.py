@@ -3,7 +3,8 @@
 `podman_env` is os.environ with CONTAINERS_CONF set to deploy/podman/containers.conf (runc, lowered
 rlimits, host networking, as these machines need); `base_image` names the debootstrap-made Debian image
 with python3 (localhost/colonies-base:bookworm). Without podman or the image the tests skip on a laptop
-and fail in CI; `scripts/containers` provisions both.
+and fail in CI; `scripts/containers` provisions both. `colonies_images` builds the project's server and
+executor images on that base (scripts/build-images, cached) and names them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,34 @@ def base_image(podman_env: dict[str, str]) -> str:
     if podman("image", "exists", BASE_IMAGE, check=False).returncode != 0:
         need_service("base image", f"{BASE_IMAGE} is missing (scripts/containers builds it)")
     return BASE_IMAGE
+
+
+@dataclass(frozen=True)
+class Images:
+    """The project's images, as scripts/build-images made them (see deploy/Containerfile.*)."""
+
+    server: str
+    executor: str
+
+
+IMAGES_TIMEOUT_S = 600
+
+
+@pytest.fixture(scope="session")
+def colonies_images(base_image: str) -> Images:
+    """Build (or find up to date) localhost/colonies-server:dev and localhost/colonies-executor:dev.
+
+    Runs scripts/build-images once per session: a no-op in under a second when the source, the pins
+    and the Containerfiles are unchanged, about 35 s when they changed. A failed build fails the test.
+    """
+    env = {**podman_environ(), "COLONIES_BASE_IMAGE": base_image}
+    try:
+        r = subprocess.run([str(ROOT / "scripts" / "build-images")], env=env, capture_output=True, text=True,
+                           timeout=IMAGES_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"scripts/build-images took over {IMAGES_TIMEOUT_S}s") from exc
+    if r.returncode != 0:
+        raise RuntimeError(f"scripts/build-images failed ({r.returncode}): {r.stderr[-3000:]}")
+    found = dict(line.removeprefix("export ").split("=", 1) for line in r.stdout.splitlines()
+                 if line.startswith("export "))
+    return Images(server=found["COLONIES_SERVER_IMAGE"], executor=found["COLONIES_EXECUTOR_IMAGE"])
