@@ -59,3 +59,15 @@ def check_name(value: str, what: str) -> str:
     if not value or len(value) > 256:
         raise BadRequest(f"invalid {what}: must be 1 to 256 characters")
     return value
+
+
+def check_text(value: str | None, what: str, limit: int, required: bool = False) -> str:
+    """A string field (null is ""): at most `limit` characters, no NUL (PostgreSQL text cannot hold one)."""
+    value = value or ""
+    if required and not value:
+        raise BadRequest(f"{what} is required")
+    if len(value) > limit:
+        raise BadRequest(f"{what} is longer than {limit} characters")
+    if "\x00" in value:
+        raise BadRequest(f"{what} contains a NUL character")
+    return value

@@ -85,6 +85,8 @@ RULES: dict[str, frozenset[str]] = {
     "addfilemsg": M, "getfilemsg": M, "getfilesmsg": M, "getfilelabelsmsg": M, "removefilemsg": M,
     "createsnapshotmsg": M, "getsnapshotmsg": M, "getsnapshotsmsg": M, "removesnapshotmsg": M,
     "removeallsnapshotmsg": M,
+    # locations: the colony owner adds and removes; members read, executors in any state too (§7.1)
+    "addlocationmsg": CO, "removelocationmsg": CO, "getlocationsmsg": M_ANY, "getlocationmsg": M_ANY,
 }
 
 
@@ -135,8 +137,12 @@ class World:
     def fresh_snapshot(self) -> str:
         return self.clients[USER].create_snapshot(A, FS_LABEL, f"s-{uuid.uuid4().hex[:8]}").snapshotid
 
+    def fresh_location(self) -> str:
+        return self.clients[OWNER].add_location(A, f"l-{uuid.uuid4().hex[:8]}").name
+
 
 FS_LABEL = "/authz"
+SITE = "site"
 
 
 def _file(colony: str) -> dict[str, Any]:
@@ -181,6 +187,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         w.ids["generator"] = w.clients[USER].add_generator(A, "gen", _json(_workflow(A)), 10).generatorid
         w.ids["cron"] = w.clients[USER].add_cron(A, "cron", _json(_workflow(A)), interval=3600).cronid
         w.ids["file"], w.ids["snapshot"] = w.fresh_file(), w.fresh_snapshot()
+        w.ids["location"] = w.clients[OWNER].add_location(A, SITE, "the world's site", 10.5, 59.25).name
         yield w
     finally:
         admin.close_client()
@@ -218,6 +225,7 @@ def generic(w: World, msgtype: str) -> dict[str, Any]:
         "afterseq": 0, "limit": 10,
         "fileid": ids["file"], "label": FS_LABEL, "snapshotid": ids["snapshot"], "latest": True,
         "file": {**_file(A), "ref": {"protocol": "s3"}},
+        "location": {"colonyname": A, "name": f"l-{new_id[:8]}", "description": "d", "long": 1.5, "lat": -2.5},
     }
 
 
@@ -258,6 +266,8 @@ ALLOWED_VARIANT: dict[str, Callable[[World, dict[str, Any]], dict[str, Any]]] = 
     "removefilemsg": lambda w, m: {**m, "fileid": w.fresh_file()},
     "createsnapshotmsg": lambda w, m: {**m, "name": f"s-{uuid.uuid4().hex[:8]}"},
     "removesnapshotmsg": lambda w, m: {**m, "snapshotid": w.fresh_snapshot()},
+    "getlocationmsg": lambda w, m: {**m, "name": SITE},
+    "removelocationmsg": lambda w, m: {**m, "name": w.fresh_location()},
 }
 
 
@@ -291,5 +301,7 @@ def test_world_is_intact(world: World) -> None:
               if e["executorname"] in ("executor-1", "executor-2", "pending", "rejected", "removed")}
     assert states == {"executor-1": 1, "executor-2": 1, "pending": 0, "rejected": 2, "removed": 3}
     assert world.call(USER, {"msgtype": "getpausestatusmsg", "colonyname": A})["ispaused"] is False
+    site = world.call(USER, {"msgtype": "getlocationmsg", "colonyname": A, "name": SITE})
+    assert (site["description"], site["long"], site["lat"]) == ("the world's site", 10.5, 59.25)
     names = sorted(c["name"] for c in world.call(SERVER, {"msgtype": "getcoloniesmsg"}))
     assert A in names and B in names

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from colonies.protocol import messages as m
-from colonies.server import handlers_channels, handlers_files, handlers_schedules, handlers_workflows
+from colonies.server import (
+    handlers_channels,
+    handlers_files,
+    handlers_locations,
+    handlers_schedules,
+    handlers_workflows,
+)
 from colonies.server import handlers_identity as ident
 from colonies.server import handlers_processes as proc
 from colonies.server.handlers_types import Handler
@@ -60,6 +66,7 @@ HANDLERS.update(handlers_workflows.HANDLERS)
 HANDLERS.update(handlers_schedules.HANDLERS)
 HANDLERS.update(handlers_channels.HANDLERS)
 HANDLERS.update(handlers_files.HANDLERS)
+HANDLERS.update(handlers_locations.HANDLERS)
 
 # Successful calls of these change who is a member of what: the guard's cache is dropped after them.
 MEMBERSHIP_CHANGES = frozenset({

@@ -15,6 +15,7 @@ from colonies.model import File, FileData, Label, Ref, S3Object, Snapshot
 from colonies.protocol import messages as m
 from colonies.server.handlers_types import Handler
 from colonies.services import Services, new_id
+from colonies.services import check_text as _text
 
 MAX_LABEL = 1024  # characters; labels are path-like ("/a/b")
 MAX_FILE_NAME = 1024
@@ -25,18 +26,6 @@ MAX_CHECKSUM_ALG = 32
 MAX_PROTOCOL = 32
 MAX_SIZE = 2**63 - 1  # int64, as the original's File.Size
 _HEX = re.compile(r"[0-9a-fA-F]+")
-
-
-def _text(value: str | None, what: str, limit: int, required: bool = False) -> str:
-    """A string field: at most `limit` characters, no NUL (PostgreSQL text cannot hold one)."""
-    value = value or ""
-    if required and not value:
-        raise BadRequest(f"{what} is required")
-    if len(value) > limit:
-        raise BadRequest(f"{what} is longer than {limit} characters")
-    if "\x00" in value:
-        raise BadRequest(f"{what} contains a NUL character")
-    return value
 
 
 async def _member(s: Services, signer: str, colony: str) -> None:
