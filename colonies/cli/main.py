@@ -1,7 +1,7 @@
 """The `colonies` command. Heavy imports happen inside commands, so `--help` stays fast.
 
-One module per command group (server, identity, process, workflow, schedule, logs, run, fs); they share
-their options and output helpers through `common`.
+One module per command group (server, identity, process, workflow, schedule, logs, run, fs, location); they
+share their options and output helpers through `common`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from colonies.cli.fs import fs_app
 from colonies.cli.fs_snapshot import snapshot_app
 from colonies.cli.function import function_app
 from colonies.cli.identity import colony_app, executor_app, security_app, user_app
+from colonies.cli.location import location_app
 from colonies.cli.logs import attribute_app, log_app
 from colonies.cli.process import process_app
 from colonies.cli.run import executor_run
@@ -49,6 +50,7 @@ for sub, name in (
     (database_app, "database"),
     (monitor_app, "monitor"),
     (fs_app, "fs"),
+    (location_app, "location"),
 ):
     app.add_typer(sub, name=name)
 fs_app.add_typer(snapshot_app, name="snapshot")
