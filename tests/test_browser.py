@@ -27,7 +27,7 @@ import pytest
 
 from colonies.client.core import func_spec
 from colonies.model import WorkflowSpec
-from colonies.protocol.crypto import generate_prvkey
+from colonies.protocol.crypto import generate_prvkey, id_of
 from tests.conftest import ColonyKeys, ServerProc, make_server, need_service, setup_colony
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,3 +258,30 @@ def test_dashboard_files_page_labels_revisions_snapshots_and_where_the_bytes_are
     assert sorted(r["fileid"] for r in result["snapshotFiles"]) == sorted(snap.fileids)
     assert {r["cells"][0] for r in result["snapshotFiles"]} == {"a.txt", "b.txt", "remote.bin"}  # sub-labels too
     assert (SCREENSHOTS / "dashboard-files.png").stat().st_size > 5000
+
+
+def test_dashboard_locations_page_lists_sites_and_the_executors_at_each(dashboard_server: ServerProc) -> None:
+    """The locations page lists the colony's sites with their coordinates and the executors at each (their
+    `locationname`, ignoring case); a name no location record has is listed too. It fits a phone."""
+    browser_tools()
+    srv = dashboard_server
+    keys = setup_colony(srv, "sites")
+    with srv.client(keys.colony_prvkey) as owner:
+        owner.add_location(keys.name, "lumi", "LUMI supercomputer, Kajaani", 27.6324735, 64.2220316)
+        owner.add_location(keys.name, "cloud", "a cloud region", -122.4194, 37.7749)
+        for name, site in (("slurm-1", "LUMI"), ("slurm-2", "lumi"), ("pi-1", "edge-lab")):
+            owner.add_executor(keys.name, id_of(generate_prvkey()), name, "t", location=site)
+        result = drive("locations", {"url": srv.url, "colony": keys.name, "userKey": keys.user_prvkey,
+                                     "screenshots": str(SCREENSHOTS)}, timeout=80)
+    assert result["pageErrors"] == []
+    rows = {r["name"]: r for r in result["rows"]}
+    assert list(rows) == ["cloud", "lumi", "edge-lab"]  # the records by name, then names with no record
+    assert rows["lumi"]["cells"][:4] == ["lumi", "LUMI supercomputer, Kajaani", "27.6325", "64.2220"]
+    assert rows["lumi"]["at"] == ["slurm-1", "slurm-2"] and rows["lumi"]["recorded"] == "true"
+    assert rows["lumi"]["maps"] == [
+        "https://www.openstreetmap.org/?mlat=64.2220316&mlon=27.6324735#map=9/64.2220316/27.6324735"]
+    assert rows["cloud"]["at"] == [] and rows["cloud"]["cells"][2:5] == ["-122.4194", "37.7749", "none"]
+    assert (rows["edge-lab"]["recorded"], rows["edge-lab"]["at"]) == ("false", ["pi-1"])
+    assert "no location record" in rows["edge-lab"]["cells"][1]
+    assert result["desktopOverflow"] <= 0 and result["phoneOverflow"] <= 0, result
+    assert (SCREENSHOTS / "dashboard-locations.png").stat().st_size > 5000

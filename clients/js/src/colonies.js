@@ -287,6 +287,16 @@ export class Client {
   }
   removeAllSnapshots(colonyname) { return this.rpc({ msgtype: 'removeallsnapshotmsg', colonyname }); }
 
+  // locations: named sites executors sit at (an executor names its own with `locationname`)
+  /** Add a site (the colony owner's key); the server sets `locationid`. */
+  addLocation(colonyname, { name, description = '', long = 0, lat = 0 }) {
+    return this.rpc({ msgtype: 'addlocationmsg', location: { locationid: '', name, colonyname, description, long, lat } });
+  }
+  /** The colony's sites by name: [{locationid, name, colonyname, description, long, lat}]. */
+  getLocations(colonyname) { return this.rpc({ msgtype: 'getlocationsmsg', colonyname }).then((r) => r || []); }
+  getLocation(colonyname, name) { return this.rpc({ msgtype: 'getlocationmsg', colonyname, name }); }
+  removeLocation(colonyname, name) { return this.rpc({ msgtype: 'removelocationmsg', colonyname, name }); }
+
   // realtime (/pubsub)
   /**
    * Open one /pubsub socket and start the given subscriptions on it. Each subscription is a message such as

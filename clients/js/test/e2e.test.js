@@ -139,3 +139,25 @@ test('files and snapshots: the ColonyFS metadata messages', { skip, timeout: 300
   const stranger = new Client({ url, prvkey: generatePrivateKey() });
   await assert.rejects(stranger.getFileLabels(colony), (e) => e instanceof ColoniesError && e.status === 403);
 });
+
+test('locations: the colony owner adds and removes, members read', { skip, timeout: 30000 }, async () => {
+  const owner = new Client({ url, prvkey: colonyKey });
+  const user = new Client({ url, prvkey: userKey });
+  const added = await owner.addLocation(colony, { name: 'js-edge', description: 'a phone', long: 11.97, lat: 57.7 });
+  assert.match(added.locationid, /^[0-9a-f]{64}$/);
+  assert.deepEqual({ ...added, locationid: '' }, { locationid: '', name: 'js-edge', colonyname: colony,
+    description: 'a phone', long: 11.97, lat: 57.7 });
+  await owner.addLocation(colony, { name: 'js-cloud' });
+  assert.deepEqual(await user.getLocation(colony, 'js-edge'), added);
+  const names = (await user.getLocations(colony)).map((l) => l.name);
+  assert.ok(names.includes('js-edge') && names.includes('js-cloud'), JSON.stringify(names));
+  await assert.rejects(owner.addLocation(colony, { name: 'js-edge' }), (e) => e instanceof ColoniesError && e.status === 409);
+  await assert.rejects(owner.addLocation(colony, { name: 'far', lat: 91 }), (e) => e instanceof ColoniesError
+    && e.status === 400 && /location\.lat/.test(e.message));
+  await assert.rejects(user.addLocation(colony, { name: 'mine' }), (e) => e instanceof ColoniesError && e.status === 403);
+  await assert.rejects(owner.getLocations(colony), (e) => e instanceof ColoniesError && e.status === 403);
+  await owner.removeLocation(colony, 'js-edge');
+  await owner.removeLocation(colony, 'js-cloud');
+  await assert.rejects(user.getLocation(colony, 'js-edge'), (e) => e instanceof ColoniesError && e.status === 404);
+  await assert.rejects(owner.removeLocation(colony, 'js-edge'), (e) => e instanceof ColoniesError && e.status === 404);
+});

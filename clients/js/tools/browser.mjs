@@ -8,6 +8,8 @@
 //                                              signed out, the process list's pages, the audit trail's width
 //   node tools/browser.mjs files '<json>'       the files page: labels, a label's revisions with where
 //                                              their bytes are, snapshots; desktop and phone
+//   node tools/browser.mjs locations '<json>'   the locations page: sites, coordinates, the executors at
+//                                              each (and at names with no record); desktop and phone
 //
 // Prints one JSON line with what it saw; exits 1 on failure (with the reason and the page's errors).
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -251,8 +253,28 @@ async function filesScenario(context) {
   return r;
 }
 
+async function locationsScenario(context) {
+  const page = await context.newPage();
+  watch(page, 'dashboard');
+  await page.goto(`${cfg.url}/`);
+  await page.waitForSelector('body[data-ready="true"]');
+  await signInDashboard(page, false);
+  await page.click('#nav-locations');
+  await page.waitForSelector('#view[data-view="locations"][data-loaded="true"]');
+  const r = { rows: await page.locator('#locations tbody tr').evaluateAll((trs) => trs.map((tr) => ({ ...tr.dataset,
+    cells: [...tr.querySelectorAll('td')].map((td) => td.textContent.trim()),
+    at: [...tr.querySelectorAll('.at')].map((e) => e.dataset.name),
+    maps: [...tr.querySelectorAll('a.map-link')].map((a) => a.href) }))) };
+  const fit = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  r.desktopOverflow = await fit();
+  if (cfg.screenshots) r.screenshot = await screenshot(page, join(cfg.screenshots, 'dashboard-locations.png'));
+  await page.setViewportSize({ width: 390, height: 844 });
+  r.phoneOverflow = await fit();
+  return r;
+}
+
 const SCENARIOS = { executor: executorScenario, dashboard: dashboardScenario, 'dashboard-ux': dashboardUxScenario,
-  files: filesScenario };
+  files: filesScenario, locations: locationsScenario };
 
 async function main() {
   if (!SCENARIOS[scenario]) throw new Error(`unknown scenario ${scenario}; one of ${Object.keys(SCENARIOS)}`);

@@ -1,12 +1,13 @@
 // The Colonies dashboard: sign in with a private key (kept in this tab only; every request is signed
 // here), then watch a colony — counts, executors, processes, workflows, throughput — and open a process
 // (spec, input, output, errors, attributes, logs, audit trail) or a workflow (its DAG, live over /pubsub);
-// the files page (labels, revisions, snapshots) is in files.js.
+// the files page (labels, revisions, snapshots) is in files.js, the locations page in locations.js.
 import { Client, ColoniesError, idOf } from 'colonies';
 import { h, badge, short, when, ago, json, table, STATES, EXECUTOR_STATES } from './dom.js';
 import { drawGraph } from './graph.js';
 import { buckets, drawChart } from './chart.js';
 import { filesOverview, labelView, snapshotView } from './files.js';
+import { locationsView } from './locations.js';
 
 const $ = (id) => document.getElementById(id);
 const SESSION_KEY = 'colonies.dashboard';
@@ -354,6 +355,15 @@ async function filesRoute(view, kind, id) {
   view.dataset.loaded = 'true';
 }
 
+// locations (sites and the executors at each): members read them
+async function locationsRoute(view) {
+  if (!session.colony) {
+    view.replaceChildren(h('section', { class: 'card' }, h('h2', {}, 'Locations'),
+      h('p', { class: 'muted' }, 'Locations belong to a colony: sign in with one of its users\' or executors\' keys.')));
+  } else await locationsView(view, session.client, session.colony);
+  view.dataset.loaded = 'true';
+}
+
 // -- routing -----------------------------------------------------------------------------------------------
 async function route() {
   const signal = stopView();
@@ -366,6 +376,7 @@ async function route() {
     if (kind === 'process' && id) await processView(view, signal, id);
     else if (kind === 'workflow' && id) await workflowView(view, signal, id);
     else if (kind === 'files' || (kind === 'snapshot' && id)) await filesRoute(view, kind, id);
+    else if (kind === 'locations') await locationsRoute(view);
     else await overview(view, signal);
   } catch (err) {
     showError(view, err);
