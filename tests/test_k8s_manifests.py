@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -339,15 +342,22 @@ def test_images_are_the_local_builds() -> None:
     assert [c["imagePullPolicy"] for c in containers(kube_play)] == ["Never"]
 
 
-def test_the_documented_site_overlay_renders_complete(tmp_path: Path) -> None:
-    """docs/kubernetes.md step 3, as written there, with env files holding every documented key."""
+def documented_overlay(tmp_path: Path, name: str) -> Path:
+    """The `# NAME/kustomization.yaml` block of docs/kubernetes.md, written beside a `colonies` checkout."""
     doc = (K8S.parent.parent / "docs" / "kubernetes.md").read_text()
-    blocks = re.findall(r"```yaml\n(# mysite/kustomization\.yaml\n.*?)```", doc, re.DOTALL)
-    assert len(blocks) == 1, "docs/kubernetes.md step 3 lost its mysite/kustomization.yaml"
-    (tmp_path / "colonies").symlink_to(K8S.parent.parent)
-    site = tmp_path / "mysite"
+    blocks = re.findall(rf"```yaml\n(# {name}/kustomization\.yaml\n.*?)```", doc, re.DOTALL)
+    assert len(blocks) == 1, f"docs/kubernetes.md lost its {name}/kustomization.yaml"
+    if not (tmp_path / "colonies").exists():
+        (tmp_path / "colonies").symlink_to(K8S.parent.parent)
+    site = tmp_path / name
     site.mkdir()
     (site / "kustomization.yaml").write_text(blocks[0])
+    return site
+
+
+def test_the_documented_site_overlay_renders_complete(tmp_path: Path) -> None:
+    """docs/kubernetes.md step 3, as written there, with env files holding every documented key."""
+    site = documented_overlay(tmp_path, "mysite")
     (site / "db.env").write_text("COLONIES_DB_HOST=colonies-postgres\nCOLONIES_DB_PORT=5432\n"
                                  "COLONIES_DB_USER=colonies\nCOLONIES_DB_NAME=colonies\nCOLONIES_DB_PASSWORD=pw\n")
     (site / "executor-keys.env").write_text(f"COLONIES_COLONY_PRVKEY={generate_prvkey()}\n")
@@ -361,3 +371,31 @@ def test_the_documented_site_overlay_renders_complete(tmp_path: Path) -> None:
     assert not named(docs, "ConfigMap", "colonies-server")["data"]["COLONIES_SERVER_ID"].startswith("REPLACE")
     images = {c["image"] for w in of_kind(docs, *WORKLOADS) for c in containers(w)}
     assert not any(i.startswith("localhost/") for i in images), images
+
+
+def test_the_documented_kube_play_overlay_leaves_the_secret_out(tmp_path: Path) -> None:
+    docs = render(documented_overlay(tmp_path, "kp"))
+    assert schema_problems(docs) == []
+    assert of_kind(docs, "Secret") == []
+    executor = named(docs, "Deployment", "colonies-executor")
+    assert [s["secretRef"]["name"] for c in containers(executor) for s in c["envFrom"] if "secretRef" in s] == [
+        "colonies-executor-keys"
+    ]
+    assert executor["spec"]["template"]["spec"]["hostNetwork"] is True
+
+
+def test_executor_probes_run_the_health_check_the_image_has(tmp_path: Path) -> None:
+    """The exec probes' command line works: 0 on a fresh health file, 1 on a missing one (the image's venv
+    is this package, so its interpreter is this one)."""
+    executor = named(render(RENDERED["base"]), "Deployment", "colonies-executor")
+    (c,) = containers(executor)
+    health = tmp_path / "alive"
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = c[probe]["exec"]["command"]
+        assert command[0] == "/opt/colonies/bin/python"
+        env = {**os.environ, "COLONIES_EXECUTOR_HEALTH_FILE": str(health)}
+        missing = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, timeout=30, check=False)
+        health.touch()
+        fresh = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, timeout=30, check=False)
+        health.unlink()
+        assert (missing.returncode, fresh.returncode) == (1, 0), (probe, missing.stderr, fresh.stderr)

@@ -27,12 +27,11 @@ import pytest
 from colonies.client.core import func_spec
 from colonies.model import Process, ProcessState
 from tests.conftest import ColonyKeys, ServerProc, make_server, setup_colony
-from tests.container_support import base_image, podman, podman_env  # noqa: F401
-from tests.k8s_support import K8S, dump, load_file, named, of_kind, render
+from tests.container_support import Images, base_image, colonies_images, podman, podman_env  # noqa: F401
+from tests.k8s_support import K8S, containers, dump, load_file, named, of_kind, render
 
 pytestmark = pytest.mark.slow
 
-EXECUTOR_IMAGE = "localhost/colonies-executor:dev"
 TYPE = "k8s-test"
 T = TypeVar("T")
 
@@ -71,8 +70,8 @@ class Play:
     path: Path
     prefix: str
     image: str
+    volumes: list[str]  # the pod's emptyDirs: podman 4.3 makes each a named volume
     secrets: list[str] = field(default_factory=list)
-    volumes_before: set[str] = field(default_factory=set)
 
     def pods(self) -> list[str]:
         out = podman("pod", "ps", "--filter", f"name=^{self.prefix}", "--format", "{{.Name}}", check=False).stdout
@@ -82,9 +81,6 @@ class Play:
         out = podman("ps", "-a", "--filter", f"name=^{self.prefix}", "--format", "{{.Names}}", check=False).stdout
         return sorted(out.split())
 
-    def volumes(self) -> set[str]:
-        return set(podman("volume", "ls", "--format", "{{.Name}}").stdout.split())
-
     def has_volume(self, name: str) -> bool:
         return podman("volume", "exists", name, check=False).returncode == 0
 
@@ -93,23 +89,22 @@ class Play:
                          f"{podman('logs', c, check=False).stderr[-3000:]}" for c in self.containers())
 
 
-def build_image(tmp: Path, tag: str) -> str:
+def build_image(tmp: Path, tag: str, executor_image: str) -> str:
+    """The documented way to add functions: an image FROM the executor image with a module in /app."""
     ctx = tmp / "image"
     ctx.mkdir()
     (ctx / "k8sfuncs.py").write_text(MODULE)
-    (ctx / "Containerfile").write_text(f'FROM {EXECUTOR_IMAGE}\nCOPY k8sfuncs.py /app/\nCMD ["k8sfuncs"]\n')
+    (ctx / "Containerfile").write_text(f'FROM {executor_image}\nCOPY k8sfuncs.py /app/\nCMD ["k8sfuncs"]\n')
     image = f"localhost/colonies-k8s-test:{tag}"
     podman("build", "-q", "--label", "colonies.test=1", "-t", image, str(ctx), timeout=300)
     return image
 
 
 def write_overlay(tmp: Path, srv: ServerProc, keys: ColonyKeys, prefix: str, image: str) -> Path:
-    """An overlay of overlays/kube-play, as a user would write one for their own server and colony."""
+    """An overlay of overlays/kube-play as docs/kubernetes.md shows it: server port, colony, image, and
+    the Secret left out (podman takes it from a podman secret, see `play`)."""
     site = tmp / "site"
     site.mkdir()
-    env = site / "keys.env"
-    env.touch(0o600)
-    env.write_text(f"COLONIES_COLONY_PRVKEY={keys.colony_prvkey}\n")
     name, tag = image.rsplit(":", 1)
     (site / "kustomization.yaml").write_text(json.dumps({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -119,39 +114,37 @@ def write_overlay(tmp: Path, srv: ServerProc, keys: ColonyKeys, prefix: str, ima
         "labels": [{"pairs": {"colonies.test": "1"}, "includeSelectors": False, "includeTemplates": True}],
         "configMapGenerator": [{"name": "colonies-executor", "behavior": "merge",
                                 "literals": [f"COLONIES_SERVER_PORT={srv.port}", f"COLONIES_COLONY_NAME={keys.name}"]}],
-        "secretGenerator": [{"name": "colonies-executor-keys", "behavior": "replace", "envs": ["keys.env"]}],
         "images": [{"name": "localhost/colonies-executor", "newName": name, "newTag": tag}],
+        "patches": [{"patch": "$patch: delete\napiVersion: v1\nkind: Secret\n"
+                              "metadata:\n  name: colonies-executor-keys\n"}],
     }, indent=1))
     return site
 
 
-def play(tmp: Path, site: Path, prefix: str, image: str) -> Play:
+def play(tmp: Path, site: Path, prefix: str, image: str, keys: ColonyKeys) -> Play:
+    """Render the overlay to play.yaml, and create the Secret it reads as podman 4.3 wants it: a podman
+    secret holding a JSON map of base64 values."""
     docs = render(site)
-    p = Play(path=tmp / "play.yaml", prefix=prefix, image=image, volumes_before=set())
-    p.volumes_before = p.volumes()
-    for s in of_kind(docs, "Secret"):
-        data = {k: base64.b64encode(v.encode()).decode() for k, v in s.get("stringData", {}).items()}
-        data.update(s.get("data", {}))
-        (tmp / "secret.json").write_text(json.dumps(data))
-        (tmp / "secret.json").chmod(0o600)
-        podman("secret", "create", s["metadata"]["name"], str(tmp / "secret.json"))
-        p.secrets.append(s["metadata"]["name"])
-    (tmp / "secret.json").unlink(missing_ok=True)
-    p.path.write_text(dump([d for d in docs if d["kind"] != "Secret"]))
+    assert of_kind(docs, "Secret") == [], "a Secret in the played YAML would replace the podman secret"
+    deployment = named(docs, "Deployment", f"{prefix}-colonies-executor")
+    p = Play(path=tmp / "play.yaml", prefix=prefix, image=image,
+             volumes=[v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]])
+    # the name the pods read (namePrefix renames no reference to a Secret the overlay deleted)
+    (secret,) = [src["secretRef"]["name"] for c in containers(deployment) for src in c.get("envFrom", [])
+                 if "secretRef" in src]
+    value = tmp / "secret.json"
+    value.touch(0o600)
+    value.write_text(json.dumps({"COLONIES_COLONY_PRVKEY": base64.b64encode(keys.colony_prvkey.encode()).decode()}))
+    podman("secret", "create", secret, str(value))
+    value.unlink()
+    p.secrets.append(secret)
+    p.path.write_text(dump(docs))
     return p
 
 
 @pytest.fixture
-def executor_image(podman_env: dict[str, str]) -> str:  # noqa: F811
-    from tests.conftest import need_service
-
-    if podman("image", "exists", EXECUTOR_IMAGE, check=False).returncode != 0:
-        need_service("executor image", f"{EXECUTOR_IMAGE} is missing (scripts/build-images builds it)")
-    return EXECUTOR_IMAGE
-
-
-@pytest.fixture
-def kube(tmp_path: Path, executor_image: str) -> Iterator[tuple[ServerProc, ColonyKeys, Play]]:
+def kube(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[ServerProc, ColonyKeys, Play]]:
+    images: Images = request.getfixturevalue("colonies_images")  # scripts/build-images, once per session
     srv = make_server(tmp_path)
     srv.start()
     tag = secrets.token_hex(4)
@@ -160,16 +153,16 @@ def kube(tmp_path: Path, executor_image: str) -> Iterator[tuple[ServerProc, Colo
     p: Play | None = None
     try:
         keys = setup_colony(srv, name=f"kube{tag}")  # its own executor has type "test", not TYPE
-        image = build_image(tmp_path, tag)
+        image = build_image(tmp_path, tag, images.executor)
         site = write_overlay(tmp_path, srv, keys, prefix, image)
-        p = play(tmp_path, site, prefix, image)
+        p = play(tmp_path, site, prefix, image, keys)
         yield srv, keys, p
     finally:
         if p is not None:  # whatever the test left: its pods, containers, volumes and secrets
             podman("kube", "down", str(p.path), check=False, timeout=120)
             for pod in p.pods():
                 podman("pod", "rm", "-f", "-t", "0", pod, check=False)
-            for vol in p.volumes() - p.volumes_before:
+            for vol in p.volumes:
                 podman("volume", "rm", "-f", vol, check=False)
             for s in p.secrets:
                 podman("secret", "rm", s, check=False)
@@ -193,7 +186,7 @@ def test_executor_deployment_under_kube_play(kube: tuple[ServerProc, ColonyKeys,
     deployment = named(load_file(p.path), "Deployment", f"{p.prefix}-colonies-executor")
     replicas = deployment["spec"]["replicas"]
     assert replicas == 2
-    volumes = [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]]
+    volumes = p.volumes
     r = podman("kube", "play", str(p.path), check=False, timeout=120)
     assert r.returncode == 0, r.stderr
     assert len(p.pods()) == replicas, p.pods()
@@ -210,6 +203,14 @@ def test_executor_deployment_under_kube_play(kube: tuple[ServerProc, ColonyKeys,
         pods = {f"{p.prefix}-colonies-executor-pod-{i}" for i in range(replicas)}
         assert set(executors.values()) == pods
         ready = time.monotonic() - started
+
+        # podman runs no probes here (no systemd): run the readiness probe's command in each pod's container
+        (probe,) = {tuple(c["readinessProbe"]["exec"]["command"]) for c in containers(deployment)}
+        def probe_passes(container: str) -> Callable[[], bool | None]:
+            return lambda: podman("exec", container, *probe, check=False).returncode == 0 or None
+
+        for pod in sorted(pods):
+            until(f"{pod}'s readiness probe to pass", probe_passes(f"{pod}-executor"), 30, p.logs)
 
         # Both pods pull work: one slot each, so while one runs a process the other takes the next.
         def submit(seconds: float, tag: str, maxexectime: int) -> Process:
