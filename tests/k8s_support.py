@@ -7,6 +7,7 @@ kubectl the tests skip on a laptop and fail in CI.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -37,12 +38,17 @@ def kubectl() -> str:
 
 
 def render(directory: Path) -> list[Doc]:
-    """`kubectl kustomize DIRECTORY`, parsed: one dict per resource."""
+    """`kubectl kustomize DIRECTORY`, parsed: one dict per resource (fresh objects on every call)."""
+    return [d for d in yaml.safe_load_all(_kustomize(directory)) if d]
+
+
+@functools.cache
+def _kustomize(directory: Path) -> str:
     r = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=60,
                        check=False)
     if r.returncode != 0:
         raise AssertionError(f"kubectl kustomize {directory} failed: {r.stderr}")
-    return [d for d in yaml.safe_load_all(r.stdout) if d]
+    return r.stdout
 
 
 def load_file(path: Path) -> list[Doc]:
