@@ -43,6 +43,7 @@ class Context:
         self.reason = ""
         self.workdir: Path | None = None  # set when the process has spec.fs (its data is staged there)
         self.fs: AsyncFileSystem | None = None  # the colony's files, with the executor's object store
+        self.resumed = False  # True when a restarted executor runs it again (Executor.resume)
 
     @property
     def deadline(self) -> datetime | None:

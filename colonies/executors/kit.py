@@ -21,6 +21,7 @@ empty (colony, key, name, type, server) from flags and COLONIES_* variables; see
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -28,7 +29,7 @@ import secrets
 import signal
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -96,6 +97,8 @@ class Executor:
         self.defs: dict[str, FunctionDef] = {}
         self._stopping: asyncio.Event | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._startup: list[Callable[[Executor], Awaitable[None]]] = []
+        self._resumed: collections.deque[Process] = collections.deque()  # see resume()
         self.completed = 0
         self.failed = 0
         self.dropped = 0  # results not reported: the process was stopped, or the server refused them
@@ -257,6 +260,19 @@ class Executor:
             if fname not in known:
                 await self.client.add_function(self.colony, self.name, fname)
 
+    def on_startup(self, hook: Callable[[Executor], Awaitable[None]]) -> Callable[[Executor], Awaitable[None]]:
+        """Await `hook(self)` once the executor is announced, before its slots pull work: the place to
+        look for work an earlier run of this executor left running, and `resume` it."""
+        self._startup.append(hook)
+        return hook
+
+    def resume(self, process: Process) -> None:
+        """Run again a process that is already assigned to this executor (an earlier run's, found by a
+        startup hook): the next free slot takes it before pulling new work, and runs its function as for
+        a new assignment of the same attempt, with `ctx.resumed` True. Its spec.fs is not staged again:
+        the working directory is kept as the earlier run left it (and synced up and cleaned as usual)."""
+        self._resumed.append(process)
+
     def stop(self) -> None:
         if self._stopping is not None:
             self._stopping.set()
@@ -276,6 +292,8 @@ class Executor:
         if self.capture_output:
             install_capture()
         await self.announce()
+        for hook in self._startup:
+            await hook(self)
         log.info(
             "executor %s (%s) serving %s in colony %s with %d slot(s)",
             self.name,
@@ -349,6 +367,9 @@ class Executor:
     async def _slot(self, until_idle: bool) -> None:
         assert self._stopping is not None
         while not self._stopping.is_set():
+            if self._resumed:
+                await self._run_shielded(self._resumed.popleft(), resumed=True)
+                continue
             try:
                 process = await self.client.assign(self.colony, -1 if until_idle else self.poll_timeout)
             except ClientError as exc:
@@ -367,11 +388,14 @@ class Executor:
                 continue
             if self.health:
                 self.health.touch()
-            # Running work is shielded: a stop lets it finish and report (run_async awaits it).
-            task = asyncio.ensure_future(self._execute(process))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-            await asyncio.shield(task)
+            await self._run_shielded(process)
 
-    async def _execute(self, p: Process) -> None:
-        await ProcessRun(self, p, self.defs.get(p.spec.funcname)).run()
+    async def _run_shielded(self, process: Process, resumed: bool = False) -> None:
+        # Running work is shielded: a stop lets it finish and report (run_async awaits it).
+        task = asyncio.ensure_future(self._execute(process, resumed))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        await asyncio.shield(task)
+
+    async def _execute(self, p: Process, resumed: bool = False) -> None:
+        await ProcessRun(self, p, self.defs.get(p.spec.funcname), resumed=resumed).run()

@@ -95,15 +95,18 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
 
 
 class ProcessRun:
-    def __init__(self, ex: Executor, process: Process, fdef: FunctionDef | None) -> None:
+    def __init__(self, ex: Executor, process: Process, fdef: FunctionDef | None, resumed: bool = False) -> None:
         self.ex, self.p, self.fdef = ex, process, fdef
         maxexec = process.spec.maxexectime
+        # (a resumed run gets the whole maxexectime again: the server's deadline, which has not moved,
+        # passes first, and the watch below stops the function then)
         self.ctx = Context(process, ex.name, time.monotonic() + maxexec if maxexec > 0 else None)
+        self.ctx.resumed = resumed
         self.stopped = asyncio.Event()
         self.sink = Sink()
         self.pid = process.processid
         self.staging = Staging(process, self.ctx, self.stopped, ex.fs_root, ex.filesystem, self.sink.write,
-                               ex.stop_grace) if wants_staging(process) else None
+                               ex.stop_grace, resumed) if wants_staging(process) else None
 
     def stop(self, reason: str) -> None:
         if self.stopped.is_set():

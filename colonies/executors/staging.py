@@ -22,6 +22,8 @@ executors' pre-sync and post-sync do around each run (colonyos/executors common/
 * Staging counts toward `maxexectime` and ends on a cancel like the function: transfers run in a
   thread (AsyncFileSystem) whose progress callback raises `Cancelled` once the process is stopped,
   so the transfer ends at its next chunk; the kit waits `stop_grace` seconds for it.
+* Resumed (Executor.resume, after a restart of the executor): the working directory the earlier run
+  staged is kept as it is, with nothing downloaded again; a missing one is staged afresh.
 * Failures: the process fails with one line, `staging failed: <step>: <reason>`, in its errors and
   its log; a failed sync up fails a process whose function returned. A label is never left
   half-synced: FileSystem.sync uploads every object before it adds any file record, so an upload
@@ -114,8 +116,10 @@ class Staging:
     """The staging of one assignment. `around(body)` stages, runs body, syncs back and cleans up."""
 
     def __init__(self, process: Process, ctx: Context, stopped: asyncio.Event, root: Callable[[], Path],
-                 filesystem: Callable[[], AsyncFileSystem], note: Callable[[str], None], grace: float) -> None:
+                 filesystem: Callable[[], AsyncFileSystem], note: Callable[[str], None], grace: float,
+                 resumed: bool = False) -> None:
         self.p, self.ctx, self.stopped = process, ctx, stopped
+        self.resumed = resumed  # Executor.resume: keep the working directory an earlier run staged
         self._root, self._filesystem, self._note, self.grace = root, filesystem, note, grace
         self.pid = process.processid
         self.workdir: Path | None = None
@@ -176,6 +180,10 @@ class Staging:
             self.fs = fs = self._filesystem()
         except Exception as exc:  # noqa: BLE001 - no store configured, or an unusable one: say which
             raise StagingFailed(f"this executor has no usable object store for spec.fs: {one_line(exc)}") from None
+        if self.resumed and workdir.is_dir():
+            self.ctx.workdir, self.ctx.fs = workdir, fs
+            self._note(f"[colonies] resumed: {workdir} is kept as the earlier run left it (nothing staged)\n")
+            return
         try:
             await asyncio.to_thread(_fresh_dir, workdir)
         except OSError as exc:
