@@ -78,15 +78,23 @@ class Play:
         return sorted(out.split())
 
     def containers(self) -> list[str]:
-        out = podman("ps", "-a", "--filter", f"name=^{self.prefix}", "--format", "{{.Names}}", check=False).stdout
-        return sorted(out.split())
+        """The containers of the play's pods, their infra containers included."""
+        found: list[str] = []
+        for pod in self.pods():
+            out = podman("ps", "-a", "--filter", f"pod={pod}", "--format", "{{.ID}}", check=False).stdout
+            found += out.split()
+        return sorted(found)
+
+    def exists(self, container: str) -> bool:
+        return podman("container", "exists", container, check=False).returncode == 0
 
     def has_volume(self, name: str) -> bool:
         return podman("volume", "exists", name, check=False).returncode == 0
 
     def logs(self) -> str:
+        names = [f"{pod}-executor" for pod in self.pods()]
         return "\n".join(f"--- {c}\n{podman('logs', c, check=False).stdout[-3000:]}"
-                         f"{podman('logs', c, check=False).stderr[-3000:]}" for c in self.containers())
+                         f"{podman('logs', c, check=False).stderr[-3000:]}" for c in names)
 
 
 def build_image(tmp: Path, tag: str, executor_image: str) -> str:
@@ -190,6 +198,8 @@ def test_executor_deployment_under_kube_play(kube: tuple[ServerProc, ColonyKeys,
     r = podman("kube", "play", str(p.path), check=False, timeout=120)
     assert r.returncode == 0, r.stderr
     assert len(p.pods()) == replicas, p.pods()
+    played = p.containers()
+    assert len(played) == 2 * replicas, played  # each pod: its infra container and the executor
     assert [v for v in volumes if p.has_volume(v)] == volumes  # emptyDirs become podman volumes
 
     user = srv.client(keys.user_prvkey)
@@ -262,6 +272,7 @@ def test_executor_deployment_under_kube_play(kube: tuple[ServerProc, ColonyKeys,
     down = time.monotonic()
     r = podman("kube", "down", str(p.path), check=False, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert p.pods() == [] and p.containers() == []
+    assert p.pods() == []
+    assert [c for c in played if p.exists(c)] == []
     assert [v for v in volumes if p.has_volume(v)] == []
     print(f"kube play: kube down {time.monotonic() - down:.1f}s; whole test {time.monotonic() - started:.1f}s")
