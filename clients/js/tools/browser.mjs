@@ -133,6 +133,16 @@ async function signInDashboard(page, remember) {
   await page.waitForSelector('#view[data-loaded="true"]');
 }
 
+/** A new tab with the dashboard open and signed in (not remembered). */
+async function signedInDashboard(context) {
+  const page = await context.newPage();
+  watch(page, 'dashboard');
+  await page.goto(`${cfg.url}/`);
+  await page.waitForSelector('body[data-ready="true"]');
+  await signInDashboard(page, false);
+  return page;
+}
+
 async function reloadDashboard(page) {
   await page.reload();
   await page.waitForSelector('body[data-ready="true"]');
@@ -219,11 +229,7 @@ function rowsOf(page, selector) {
 }
 
 async function filesScenario(context) {
-  const page = await context.newPage();
-  watch(page, 'dashboard');
-  await page.goto(`${cfg.url}/`);
-  await page.waitForSelector('body[data-ready="true"]');
-  await signInDashboard(page, false);
+  const page = await signedInDashboard(context);
   const loaded = async (view) => {
     await page.waitForSelector(`#view[data-view="${view}"][data-loaded="true"]`);
   };
@@ -254,11 +260,7 @@ async function filesScenario(context) {
 }
 
 async function locationsScenario(context) {
-  const page = await context.newPage();
-  watch(page, 'dashboard');
-  await page.goto(`${cfg.url}/`);
-  await page.waitForSelector('body[data-ready="true"]');
-  await signInDashboard(page, false);
+  const page = await signedInDashboard(context);
   await page.click('#nav-locations');
   await page.waitForSelector('#view[data-view="locations"][data-loaded="true"]');
   const r = { rows: await page.locator('#locations tbody tr').evaluateAll((trs) => trs.map((tr) => ({ ...tr.dataset,
