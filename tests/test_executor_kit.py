@@ -309,3 +309,34 @@ def test_register_again_with_the_same_key_and_refuse_a_name_taken_by_another(
             await thief.client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_an_executor_registers_at_its_location_and_takes_work_sent_there(
+    server: ServerProc, colony: ColonyKeys, tmp_path: Path
+) -> None:
+    """`executor run --location` (COLONIES_EXECUTOR_LOCATION) registers the executor at that site, so a
+    process whose conditions name the site runs there; the kit's own `Executor(location=...)` likewise."""
+    env = {**cli_env(server, colony), "COLONIES_EXECUTOR_LOCATION": "hpc-1"}
+    ex = start_executor(env, tmp_path / "ex.log", _module(tmp_path), "--name", "at-hpc")
+    try:
+        with server.client(colony.user_prvkey) as c:
+            spec = func_spec("gated", colony.name, "kit", args=[str(tmp_path / "open"), "there"])
+            spec.conditions.locationname = "hpc-1"
+            (tmp_path / "open").touch()
+            p = c.submit(spec)
+            wait_until(process_in_state(c, p.processid, {2}), what="the process sent to hpc-1 to end")
+            executors = {e.executorname: e for e in c.get_executors(colony.name)}
+            assert executors["at-hpc"].locationname == "hpc-1"
+            assert c.get_process(p.processid).assignedexecutorid == executors["at-hpc"].executorid
+    finally:
+        stop(ex)
+
+    async def in_code() -> None:
+        kit = Executor(colony=colony.name, name="at-edge", executortype="kit", port=server.port,
+                       location="edge")
+        await kit.register(colony.colony_prvkey)
+        await kit.client.aclose()
+
+    asyncio.run(in_code())
+    with server.client(colony.user_prvkey) as c:
+        assert {e.executorname: e.locationname for e in c.get_executors(colony.name)}["at-edge"] == "edge"

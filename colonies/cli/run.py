@@ -48,6 +48,11 @@ def executor_run(
         ),
     ] = "",
     name: Annotated[str, typer.Option("--name", envvar="COLONIES_EXECUTOR_NAME", help="Executor name.")] = "",
+    location: Annotated[
+        str,
+        typer.Option("--location", envvar="COLONIES_EXECUTOR_LOCATION",
+                     help="The site it registers at (a location name; see `colonies location`)."),
+    ] = "",
     executortype: Annotated[
         str, typer.Option("--type", envvar="COLONIES_EXECUTOR_TYPE", help="Executor type.")
     ] = "",
@@ -127,6 +132,7 @@ def executor_run(
         prvkey=prvkey,
         name=name,
         executortype=executortype,
+        location=location,
         host=TARGET.host,
         port=TARGET.port,
         tls=TARGET.tls,

@@ -72,12 +72,14 @@ class Executor:
         stop_grace: float = 5.0,
         fs_dir: str | Path | None = None,
         health_file: str | Path | None = None,
+        location: str = "",
     ) -> None:
         self.colony = colony
         self.prvkey = prvkey
         self.name = name
         self.executortype = executortype or "python"
         self._type_given = bool(executortype)
+        self.location = location  # the site it registers at (locationname; processes target it by conditions)
         self.slots = max(1, slots)
         self.poll_timeout = poll_timeout
         self.heartbeat = heartbeat
@@ -156,12 +158,14 @@ class Executor:
         watch: float | None = None,
         fs_dir: str | Path | None = None,
         health_file: str | Path | None = None,
+        location: str = "",
     ) -> Executor:
         """Fill in what the executor left empty; `slots`, `heartbeat`, `watch`, `fs_dir` and `health_file`,
         when given, override."""
         self.colony = self.colony or colony
         self.prvkey = self.prvkey or prvkey
         self.name = self.name or name
+        self.location = self.location or location
         if not self._type_given and executortype:
             self.executortype, self._type_given = executortype, True
         self.host = self.host if self.host is not None else host
@@ -218,7 +222,8 @@ class Executor:
             self.name = f"{self.executortype}-{socket.gethostname()}-{secrets.token_hex(3)}"
         owner = self.client.with_key(colony_prvkey)
         try:
-            await owner.add_executor(self.colony, self.executor_id, self.name, self.executortype)
+            await owner.add_executor(self.colony, self.executor_id, self.name, self.executortype,
+                                     location=self.location)
         except ClientError as exc:
             if "already exists" not in exc.message:
                 raise
