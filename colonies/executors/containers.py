@@ -420,6 +420,8 @@ class ContainerExecutor(Executor):
         return self._runs_root
 
     async def run_async(self, until_idle: bool = False, colony_prvkey: str = "") -> None:
+        if shutil.which(self.config.runtime) is None:
+            raise ValueError(f"the container runtime {self.config.runtime!r} is not on PATH")
         if self.prvkey:  # a fresh identity (made by register) has no orphans
             await self.reap(first=True)
         reaper = asyncio.create_task(self._reap_loop(), name="reaper") if self.config.reap_interval > 0 else None
