@@ -24,8 +24,10 @@ from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from bench.bench_core import Cpu, pct, server_cpu_s
+from bench_core import Cpu, pct, server_cpu_s
+
 from colonies.client import AsyncClient, func_spec
 from colonies.client.realtime import subscribe_processes
 from colonies.model import Process
