@@ -89,6 +89,16 @@ class Executor(Wire):
     locationname: str = ""
     capabilities: Capabilities = msgspec.field(default_factory=Capabilities)
     allocations: Allocations = msgspec.field(default_factory=Allocations)
+    # The blueprint that manages this executor and its generation (set by a reconciler when it adds the
+    # executor). Omitted when empty, as the original's `omitempty`: "" / 0 read as UNSET.
+    blueprintid: str | msgspec.UnsetType = msgspec.UNSET
+    blueprintgen: int | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if not self.blueprintid:
+            self.blueprintid = msgspec.UNSET
+        if not self.blueprintgen:
+            self.blueprintgen = msgspec.UNSET
 
 
 class GPU(Wire):
@@ -391,3 +401,88 @@ class Location(Wire):
     description: str = ""
     long: float = 0.0
     lat: float = 0.0
+
+
+# -- blueprints (§3, §7.1): declared state that reconciler executors make so ------------------------------------
+# JSON names are the original's (camelCase where it has them). Fields the original marks `omitempty` are
+# omitted when empty (omit_defaults, or UNSET for `status`).
+class BlueprintMetadata(Wire, omit_defaults=True):
+    name: str = ""
+    colonyname: str = ""
+    locationname: str = ""
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    generation: int = 0
+    created_at: datetime = msgspec.field(default=ZERO_TIME, name="createdAt")
+    updated_at: datetime = msgspec.field(default=ZERO_TIME, name="updatedAt")
+    last_reconciliation_process: str = msgspec.field(default="", name="lastReconciliationProcess")
+    last_reconciliation_time: datetime = msgspec.field(default=ZERO_TIME, name="lastReconciliationTime")
+
+
+class Blueprint(Wire):
+    """`spec` is the desired state (checked against the definition's JSON schema), `status` the observed
+    state a reconciler reports (`updateblueprintstatusmsg`)."""
+
+    blueprintid: str = ""
+    kind: str = ""
+    metadata: BlueprintMetadata = msgspec.field(default_factory=BlueprintMetadata)
+    spec: dict[str, Any] = {}
+    status: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if not self.status:  # {} is "no status" (the original's omitempty)
+            self.status = msgspec.UNSET
+
+
+class BlueprintNames(Wire, omit_defaults=True):
+    kind: str = ""
+    list_kind: str = msgspec.field(default="", name="listKind")
+    singular: str = ""
+    plural: str = ""
+    short_names: list[str] = msgspec.field(default_factory=list, name="shortNames")
+
+
+class BlueprintHandler(Wire, omit_defaults=True):
+    """Who reconciles blueprints of a kind: processes `functionName` for executors of `executorType`."""
+
+    executor_type: str = msgspec.field(default="", name="executorType")
+    function_name: str = msgspec.field(default="", name="functionName")
+    reconcile_interval: int = msgspec.field(default=0, name="reconcileInterval")  # s; 0: 60
+
+
+class BlueprintDefinitionSpec(Wire):
+    group: str = ""
+    version: str = ""
+    names: BlueprintNames = msgspec.field(default_factory=BlueprintNames)
+    scope: str = ""
+    schema: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET  # a JSON Schema for blueprints' `spec`
+    handler: BlueprintHandler = msgspec.field(default_factory=BlueprintHandler)
+
+
+class BlueprintDefinition(Wire):
+    """A kind of blueprint (CRD-like): its names, the schema of its `spec`, and its handler."""
+
+    blueprintdefinitionid: str = ""
+    kind: str = ""  # "BlueprintDefinition"
+    metadata: BlueprintMetadata = msgspec.field(default_factory=BlueprintMetadata)
+    spec: BlueprintDefinitionSpec = msgspec.field(default_factory=BlueprintDefinitionSpec)
+
+
+class BlueprintHistory(Wire):
+    """One change of a blueprint's spec (create, update), newest first in `getblueprinthistorymsg`."""
+
+    historyid: str = ""
+    blueprintid: str = ""
+    kind: str = ""
+    namespace: str = ""  # the colony
+    name: str = ""
+    generation: int = 0
+    spec: dict[str, Any] = {}
+    status: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    timestamp: datetime = ZERO_TIME
+    changedby: str = ""
+    changetype: str = ""  # "create", "update"
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            self.status = msgspec.UNSET

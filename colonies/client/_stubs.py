@@ -21,6 +21,9 @@ from typing import Any, Self
 from colonies.client.core import Call
 from colonies.model import (
     Attribute,
+    Blueprint,
+    BlueprintDefinition,
+    BlueprintHistory,
     Colony,
     Cron,
     Executor,

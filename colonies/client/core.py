@@ -16,6 +16,9 @@ import msgspec
 from colonies.errors import ClientError
 from colonies.model import (
     Attribute,
+    Blueprint,
+    BlueprintDefinition,
+    BlueprintHistory,
     Colony,
     Conditions,
     Cron,
@@ -380,6 +383,68 @@ class ClientCore:
     def remove_location(self, colony: str, name: str) -> Call[None]:
         """Remove a site (colony owner); executors naming it keep their `locationname`."""
         return Call({"msgtype": "removelocationmsg", "colonyname": colony, "name": name}, None)
+
+
+    # -- blueprints (declared state that reconciler executors make so) -----------------------------------------
+    # Builders: colonies.blueprints.blueprint_definition() / blueprint(). Dicts in the wire shape work too.
+    def add_blueprint_definition(self, definition: BlueprintDefinition | dict[str, Any]) -> Call[BlueprintDefinition]:
+        """Add a kind of blueprint (colony owner); its colony is `metadata.colonyname`."""
+        return Call({"msgtype": "addblueprintdefinitionmsg", "blueprintdefinition": _b(definition)},
+                    BlueprintDefinition)
+
+    def get_blueprint_definition(self, colony: str, name: str) -> Call[BlueprintDefinition]:
+        msg = {"msgtype": "getblueprintdefinitionmsg", "colonyname": colony, "name": name}
+        return Call(msg, BlueprintDefinition)
+
+    def get_blueprint_definitions(self, colony: str) -> Call[list[BlueprintDefinition]]:
+        msg = {"msgtype": "getblueprintdefinitionsmsg", "colonyname": colony}
+        return Call(msg, list[BlueprintDefinition] | None)
+
+    def remove_blueprint_definition(self, colony: str, name: str) -> Call[None]:
+        """Remove a definition (colony owner); refused (409) while blueprints of its kind exist."""
+        return Call({"msgtype": "removeblueprintdefinitionmsg", "namespace": colony, "name": name}, None)
+
+    def add_blueprint(self, blueprint: Blueprint | dict[str, Any]) -> Call[Blueprint]:
+        """Add a blueprint (its colony is `metadata.colonyname`): the server checks `spec` against the
+        kind's schema, sets generation 1 and submits a reconcile process to the kind's handler."""
+        return Call({"msgtype": "addblueprintmsg", "blueprint": _b(blueprint)}, Blueprint)
+
+    def get_blueprint(self, colony: str, name: str) -> Call[Blueprint]:
+        return Call({"msgtype": "getblueprintmsg", "namespace": colony, "name": name}, Blueprint)
+
+    def get_blueprints(self, colony: str, kind: str = "", location: str = "") -> Call[list[Blueprint]]:
+        """The colony's blueprints by name; `kind` and `location` filter (each optional)."""
+        msg = {"msgtype": "getblueprintsmsg", "namespace": colony, "kind": kind, "locationname": location}
+        return Call(msg, list[Blueprint] | None)
+
+    def update_blueprint(self, blueprint: Blueprint | dict[str, Any], force_generation: bool = False
+                         ) -> Call[Blueprint]:
+        """Replace a blueprint's spec, labels and annotations (found by colony and name). A spec change, or
+        `force_generation`, adds 1 to the generation and submits a reconcile process; a `status` sent
+        along replaces the stored one, none keeps it."""
+        msg = {"msgtype": "updateblueprintmsg", "blueprint": _b(blueprint), "forcegeneration": force_generation}
+        return Call(msg, Blueprint)
+
+    def remove_blueprint(self, colony: str, name: str) -> Call[None]:
+        """Remove a blueprint and its history; submits a `cleanup` process to the kind's handler."""
+        return Call({"msgtype": "removeblueprintmsg", "namespace": colony, "name": name}, None)
+
+    def get_blueprint_history(self, blueprint_id: str, limit: int = 0) -> Call[list[BlueprintHistory]]:
+        """Spec changes, newest first (`limit` <= 0: all, up to 1000)."""
+        msg = {"msgtype": "getblueprinthistorymsg", "blueprintid": blueprint_id, "limit": limit}
+        return Call(msg, list[BlueprintHistory] | None)
+
+    def update_blueprint_status(self, colony: str, name: str, status: dict[str, Any]) -> Call[None]:
+        """Report the observed state (members: users and executors); generation and history stay."""
+        msg = {"msgtype": "updateblueprintstatusmsg", "colonyname": colony, "blueprintname": name,
+               "status": status}
+        return Call(msg, None)
+
+    def reconcile_blueprint(self, colony: str, name: str, force: bool = False) -> Call[Process]:
+        """Submit a reconcile process now (members); `force` also adds 1 to the generation and passes
+        `force: true` in the kwargs. Returns the process."""
+        msg = {"msgtype": "reconcileblueprintmsg", "namespace": colony, "name": name, "force": force}
+        return Call(msg, Process)
 
 
     # -- used by the CLI ----------------------------------------------------------------------------------

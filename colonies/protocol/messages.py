@@ -13,6 +13,8 @@ import msgspec
 
 from colonies.model import (
     Attribute,
+    Blueprint,
+    BlueprintDefinition,
     Colony,
     Cron,
     Executor,
@@ -450,6 +452,65 @@ class RemoveLocationMsg(ColonyNameMsg):
     name: str = ""
 
 
+# -- blueprints (§3, §7.1); the original names the colony `namespace` in some of these -------------------------
+class AddBlueprintDefinitionMsg(Msg):
+    blueprintdefinition: BlueprintDefinition = msgspec.field(default_factory=BlueprintDefinition)
+
+
+class GetBlueprintDefinitionMsg(ColonyNameMsg):
+    name: str = ""
+
+
+class GetBlueprintDefinitionsMsg(ColonyNameMsg):
+    pass
+
+
+class NamespaceMsg(Msg):
+    namespace: str = ""
+    name: str = ""
+
+
+class RemoveBlueprintDefinitionMsg(NamespaceMsg):
+    pass
+
+
+class AddBlueprintMsg(Msg):
+    blueprint: Blueprint = msgspec.field(default_factory=Blueprint)
+
+
+class GetBlueprintMsg(NamespaceMsg):
+    pass
+
+
+class GetBlueprintsMsg(Msg):
+    namespace: str = ""
+    kind: str = ""
+    locationname: str = ""
+
+
+class UpdateBlueprintMsg(Msg):
+    blueprint: Blueprint = msgspec.field(default_factory=Blueprint)
+    forcegeneration: bool = False
+
+
+class RemoveBlueprintMsg(NamespaceMsg):
+    pass
+
+
+class GetBlueprintHistoryMsg(Msg):
+    blueprintid: str = ""
+    limit: int = 0
+
+
+class UpdateBlueprintStatusMsg(ColonyNameMsg):
+    blueprintname: str = ""
+    status: dict[str, Any] | None = None
+
+
+class ReconcileBlueprintMsg(NamespaceMsg):
+    force: bool = False
+
+
 # -- realtime (WebSocket /pubsub) -------------------------------------------------------------------------------
 class SubscribeProcessMsg(ColonyNameMsg):
     processid: str = ""
@@ -568,6 +629,18 @@ REGISTRY: dict[str, type[Msg]] = {
     "getlocationsmsg": GetLocationsMsg,
     "getlocationmsg": GetLocationMsg,
     "removelocationmsg": RemoveLocationMsg,
+    "addblueprintdefinitionmsg": AddBlueprintDefinitionMsg,
+    "getblueprintdefinitionmsg": GetBlueprintDefinitionMsg,
+    "getblueprintdefinitionsmsg": GetBlueprintDefinitionsMsg,
+    "removeblueprintdefinitionmsg": RemoveBlueprintDefinitionMsg,
+    "addblueprintmsg": AddBlueprintMsg,
+    "getblueprintmsg": GetBlueprintMsg,
+    "getblueprintsmsg": GetBlueprintsMsg,
+    "updateblueprintmsg": UpdateBlueprintMsg,
+    "removeblueprintmsg": RemoveBlueprintMsg,
+    "getblueprinthistorymsg": GetBlueprintHistoryMsg,
+    "updateblueprintstatusmsg": UpdateBlueprintStatusMsg,
+    "reconcileblueprintmsg": ReconcileBlueprintMsg,
     "subscribeprocessmsg": SubscribeProcessMsg,
     "subscribeprocessesmsg": SubscribeProcessesMsg,
     "channelappendmsg": ChannelAppendMsg,
