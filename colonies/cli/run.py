@@ -1,4 +1,5 @@
-"""`colonies executor run`: serve a module's functions, an allowlist of shell commands, or containers."""
+"""`colonies executor run`: serve a module's functions, an allowlist of shell commands, containers, or
+Slurm batch jobs."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ def executor_run(
     ] = "",
     containers: Annotated[
         str, typer.Option("--containers", help="Run each process in a container, as this TOML config allows.")
+    ] = "",
+    slurm: Annotated[
+        str, typer.Option("--slurm", help="Run each process as a Slurm batch job, as this TOML config allows.")
     ] = "",
     colony: Annotated[
         str, typer.Option("--colonyname", "--colony", envvar="COLONIES_COLONY_NAME", help="Colony name.")
@@ -108,11 +112,18 @@ def executor_run(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
-    if sum(map(bool, (target, commands, containers))) != 1:
-        raise CLIError("pass one of a module (module or module:object), --commands allowlist.toml or "
-                       "--containers config.toml")
+    if sum(map(bool, (target, commands, containers, slurm))) != 1:
+        raise CLIError("pass one of a module (module or module:object), --commands allowlist.toml, "
+                       "--containers config.toml or --slurm config.toml")
     ex: Executor
-    if containers:
+    if slurm:
+        from colonies.executors.slurm import slurm_executor
+
+        try:
+            ex = slurm_executor(slurm, executortype=executortype, name=name)
+        except (OSError, ValueError) as exc:
+            raise CLIError(str(exc)) from None
+    elif containers:
         from colonies.executors.containers import container_executor
 
         ex = container_executor(containers, executortype=executortype, name=name)
@@ -145,7 +156,7 @@ def executor_run(
     if not ex.colony:
         raise CLIError("no colony: set COLONIES_COLONY_NAME or pass --colonyname")
     if not ex.functions:
-        raise CLIError(f"{target or commands or containers} declares no functions")
+        raise CLIError(f"{target or commands or containers or slurm} declares no functions")
     if ex.prvkey:
         ex.run(until_idle=until_idle, colony_prvkey=colony_prvkey)
         return

@@ -10,6 +10,8 @@
     loader.py     load_executor("module:object")
     commands.py   a ready executor for the shell commands of a TOML allowlist
     containers.py a ready executor running each process in a container (podman, or the docker CLI)
+    slurm.py      a ready executor turning each process into a Slurm batch job (slurm_queue.py: sbatch,
+                  scancel, one squeue poll for all jobs; slurm_job.py: runs a Python function in a job)
 """
 
 from __future__ import annotations
