@@ -12,7 +12,8 @@
     └── StorageError (500)        the storage backend failed
         └── Conflict (400)        a uniqueness or state constraint was violated
             ├── IdInUse (409)     an id another executor/user/colony already uses
-            └── AlreadyExists (409) a name that must be unique is taken (snapshot)
+            ├── AlreadyExists (409) a name that must be unique is taken (snapshot)
+            └── InUse (409)       still referenced, so it cannot be removed (a definition with blueprints)
     ClientError                   raised by our SDK: the server answered with an error envelope
     ConfigError                   the server's settings cannot be honoured; it refuses to start
     KitError                      the executor kit's own errors, never sent over the wire
@@ -107,6 +108,12 @@ class IdInUse(Conflict):
 
 class AlreadyExists(Conflict):
     """A name that must be unique is taken (a snapshot name in its colony)."""
+
+    status = 409
+
+
+class InUse(Conflict):
+    """Still referenced, so it cannot be removed (a blueprint definition with blueprints of its kind)."""
 
     status = 409
 

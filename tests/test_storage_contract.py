@@ -10,13 +10,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
+from colonies.blueprints import blueprint, blueprint_definition, cron_name
 from colonies.client.core import func_spec
 from colonies.clock import NS, to_datetime
-from colonies.errors import AlreadyExists, Conflict, Forbidden, IdInUse
+from colonies.errors import AlreadyExists, Conflict, Forbidden, IdInUse, InUse, NotFound
 from colonies.model import (
+    Blueprint,
+    BlueprintDefinition,
+    BlueprintHistory,
     Colony,
+    Cron,
     Executor,
     ExecutorState,
     File,
@@ -31,7 +37,7 @@ from colonies.model import (
     User,
 )
 from colonies.server.handlers_processes import new_process, normalize_spec
-from colonies.storage.base import ClaimRequest, GraphMember, ProcessQuery, Storage
+from colonies.storage.base import BlueprintWrite, ClaimRequest, GraphMember, ProcessQuery, Storage
 from colonies.storage.sqlite import SqliteStorage
 from tests.conftest import PgDatabase
 
@@ -464,3 +470,175 @@ class TestLocationsContract:
         assert await backend.list_locations(COLONY) == []
         await backend.add_location(site(3, "hpc"))  # the name is free again
         assert await backend.list_locations("keep") == [kept]
+
+
+# -- blueprints ---------------------------------------------------------------------------------------------------
+def definition(n: int, kind: str, colony: str = COLONY, name: str = "") -> BlueprintDefinition:
+    d = blueprint_definition(colony, kind, "reconciler", name=name, schema={"type": "object"})
+    d.blueprintdefinitionid = hexid(4000 + n)
+    return d
+
+
+def bprint(n: int, name: str, kind: str = "Deploy", location: str = "", colony: str = COLONY,
+           gen: int = 1, **spec: Any) -> Blueprint:
+    bp = blueprint(colony, kind, name, spec, location, labels={"app": name})
+    bp.blueprintid, bp.metadata.generation = hexid(5000 + n), gen
+    bp.metadata.created_at = bp.metadata.updated_at = to_datetime(T0 + n)
+    return bp
+
+
+def recon_cron(n: int, kind: str = "Deploy", location: str = "", colony: str = COLONY) -> Cron:
+    return Cron(cronid=hexid(6000 + n), colonyname=colony, name=cron_name(kind, location), interval=60,
+                workflowspec='{"colonyname": "c1", "functionspecs": []}', waitforprevprocessgraph=True)
+
+
+def history(n: int, bp: Blueprint, change: str = "create") -> BlueprintHistory:
+    return BlueprintHistory(historyid=hexid(7000 + n), blueprintid=bp.blueprintid, kind=bp.kind,
+                            namespace=bp.metadata.colonyname, name=bp.metadata.name,
+                            generation=bp.metadata.generation, spec=bp.spec, timestamp=to_datetime(T0 + n),
+                            changedby=hexid(9), changetype=change)
+
+
+def with_cron(n: int, bp: Blueprint, hist: BlueprintHistory | None = None, loc: Location | None = None
+              ) -> BlueprintWrite:
+    location = bp.metadata.locationname
+    return BlueprintWrite(history=hist, location=loc,
+                          crons={location: recon_cron(n, bp.kind, location, bp.metadata.colonyname)})
+
+
+async def cron_names(backend: Storage, colony: str = COLONY) -> list[str]:
+    return [c.name for c in await backend.list_crons(colony, 100)]
+
+
+class TestBlueprintsContract:
+    async def test_definitions(self, backend: Storage) -> None:
+        d = definition(1, "Deploy")
+        await backend.add_blueprint_definition(d)
+        await backend.add_blueprint_definition(definition(2, "Volume"))
+        await backend.add_blueprint_definition(definition(3, "Deploy", colony="c2"))  # per colony
+        assert await backend.get_blueprint_definition(COLONY, d.metadata.name) == d
+        assert await backend.get_blueprint_definition(COLONY, kind="Deploy") == d
+        assert await backend.get_blueprint_definition(COLONY, kind="deploy") is None  # exact kinds
+        assert await backend.get_blueprint_definition("c3", kind="Deploy") is None
+        assert [x.spec.names.kind for x in await backend.list_blueprint_definitions(COLONY)] == ["Deploy", "Volume"]
+        with pytest.raises(AlreadyExists, match="named"):
+            await backend.add_blueprint_definition(definition(4, "Other", name=d.metadata.name))
+        with pytest.raises(AlreadyExists, match="kind Deploy"):
+            await backend.add_blueprint_definition(definition(5, "Deploy", name="another"))
+        assert await backend.remove_blueprint_definition(COLONY, d.metadata.name)
+        assert not await backend.remove_blueprint_definition(COLONY, d.metadata.name)
+        assert await backend.get_blueprint_definition("c2", kind="Deploy") is not None
+
+    async def test_add_get_list_and_the_cron_follows_the_blueprints(self, backend: Storage) -> None:
+        await backend.add_blueprint_definition(definition(1, "Deploy"))
+        await backend.add_blueprint_definition(definition(2, "Volume"))
+        a = bprint(1, "a", location="hpc", replicas=2, image={"name": "x", "tags": [1, 2.5, None, True]})
+        site = Location(locationid=hexid(3001), colonyname=COLONY, name="hpc", description="auto")
+        await backend.add_blueprint(a, with_cron(1, a, history(1, a), site))
+        assert await backend.get_blueprint(COLONY, "a") == a
+        assert await backend.get_blueprint("", blueprint_id=a.blueprintid) == a
+        assert await backend.get_location(COLONY, "hpc") == site
+        assert await cron_names(backend) == ["reconcile-Deploy-hpc"]
+
+        b = bprint(2, "b", location="hpc")
+        await backend.add_blueprint(b, with_cron(2, b, loc=Location(locationid=hexid(3002), colonyname=COLONY,
+                                                                    name="hpc", description="second")))
+        assert (await backend.get_location(COLONY, "hpc")) == site  # an existing location is kept
+        c = bprint(3, "C", kind="Volume")
+        await backend.add_blueprint(c, with_cron(3, c))
+        assert sorted(await cron_names(backend)) == ["reconcile-Deploy-hpc", "reconcile-Volume"]
+        assert [x.metadata.name for x in await backend.list_blueprints(COLONY)] == ["C", "a", "b"]  # byte order
+        assert [x.metadata.name for x in await backend.list_blueprints(COLONY, kind="Deploy")] == ["a", "b"]
+        assert [x.metadata.name for x in await backend.list_blueprints(COLONY, location="hpc")] == ["a", "b"]
+        assert await backend.list_blueprints(COLONY, kind="Volume", location="hpc") == []
+        assert await backend.list_blueprints("c2") == []
+
+        with pytest.raises(AlreadyExists, match="a"):
+            await backend.add_blueprint(bprint(4, "a"), with_cron(4, bprint(4, "a")))
+        with pytest.raises(NotFound, match="kind Nope"):
+            await backend.add_blueprint(bprint(5, "n", kind="Nope"), BlueprintWrite())
+        assert len(await backend.list_blueprints(COLONY)) == 3
+
+        # The cron stays while one blueprint of (kind, location) is left, and goes with the last.
+        assert (await backend.remove_blueprint(COLONY, "a", with_cron(6, a))) == a
+        assert sorted(await cron_names(backend)) == ["reconcile-Deploy-hpc", "reconcile-Volume"]
+        assert await backend.remove_blueprint(COLONY, "b", with_cron(7, b)) is not None
+        assert await cron_names(backend) == ["reconcile-Volume"]
+        assert await backend.remove_blueprint(COLONY, "b", with_cron(8, b)) is None
+        assert await backend.blueprint_history(a.blueprintid, 10) == []  # history goes with the blueprint
+
+    async def test_update_is_fenced_on_generation_and_keeps_status(self, backend: Storage) -> None:
+        await backend.add_blueprint_definition(definition(1, "Deploy"))
+        a = bprint(1, "a", replicas=1)
+        await backend.add_blueprint(a, with_cron(1, a, history(1, a)))
+        assert await backend.set_blueprint_status(COLONY, "a", {"ready": 1, "pods": ["p1"]})
+        assert not await backend.set_blueprint_status(COLONY, "nobody", {"ready": 1})
+
+        changed = bprint(1, "a", gen=2, replicas=3)
+        assert await backend.update_blueprint(changed, 1, with_cron(2, changed, history(2, changed, "update")))
+        got = await backend.get_blueprint(COLONY, "a")
+        assert got is not None and got.spec == {"replicas": 3} and got.metadata.generation == 2
+        assert got.status == {"ready": 1, "pods": ["p1"]}  # an update without status keeps it
+        assert not await backend.update_blueprint(bprint(1, "a", gen=3), 1, BlueprintWrite())  # stale
+        assert not await backend.update_blueprint(bprint(99, "ghost", gen=2), 1, BlueprintWrite())
+
+        with_status = bprint(1, "a", gen=2, replicas=3)
+        with_status.status = {"ready": 3}
+        assert await backend.update_blueprint(with_status, 2, BlueprintWrite())
+        got = await backend.get_blueprint(COLONY, "a")
+        assert got is not None and got.status == {"ready": 3} and got.metadata.generation == 2
+        assert await backend.set_blueprint_status(COLONY, "a", {})  # cleared: no status
+        got = await backend.get_blueprint(COLONY, "a")
+        assert got is not None and got.status is msgspec.UNSET and got.spec == {"replicas": 3}
+
+        hist = await backend.blueprint_history(a.blueprintid, 10)
+        assert [(h.generation, h.changetype) for h in hist] == [(2, "update"), (1, "create")]  # newest first
+        assert await backend.blueprint_history(a.blueprintid, 1) == hist[:1]
+        assert hist[0].spec == {"replicas": 3} and hist[0].changedby == hexid(9)
+
+    async def test_moving_a_blueprint_moves_its_cron(self, backend: Storage) -> None:
+        await backend.add_blueprint_definition(definition(1, "Deploy"))
+        a = bprint(1, "a", location="edge")
+        await backend.add_blueprint(a, with_cron(1, a))
+        moved = bprint(1, "a", location="cloud", gen=2)
+        write = BlueprintWrite(crons={"edge": recon_cron(2, location="edge"), "cloud": recon_cron(3, location="cloud")})
+        assert await backend.update_blueprint(moved, 1, write)
+        assert await cron_names(backend) == ["reconcile-Deploy-cloud"]
+        assert [x.metadata.name for x in await backend.list_blueprints(COLONY, location="cloud")] == ["a"]
+
+    async def test_a_definition_in_use_cannot_be_removed(self, backend: Storage) -> None:
+        d = definition(1, "Deploy")
+        await backend.add_blueprint_definition(d)
+        a = bprint(1, "a")
+        await backend.add_blueprint(a, with_cron(1, a))
+        with pytest.raises(InUse, match="1 blueprint"):
+            await backend.remove_blueprint_definition(COLONY, d.metadata.name)
+        await backend.remove_blueprint(COLONY, "a", with_cron(2, a))
+        assert await backend.remove_blueprint_definition(COLONY, d.metadata.name)
+
+    async def test_an_executor_keeps_its_blueprint(self, backend: Storage) -> None:
+        e = Executor(executorid=hexid(1), executortype=TYPE, executorname="managed", colonyname=COLONY,
+                     blueprintid=hexid(5001), blueprintgen=7)
+        await backend.add_executor(e)
+        plain = Executor(executorid=hexid(2), executortype=TYPE, executorname="plain", colonyname=COLONY)
+        await backend.add_executor(plain)
+        got = await backend.get_executor(COLONY, "managed")
+        assert got is not None and (got.blueprintid, got.blueprintgen) == (hexid(5001), 7)
+        got = await backend.get_executor(COLONY, "plain")
+        assert got is not None and got.blueprintid is msgspec.UNSET and got.blueprintgen is msgspec.UNSET
+
+    async def test_removing_a_colony_removes_its_blueprints(self, backend: Storage) -> None:
+        for colony_id, colony in ((1, COLONY), (2, "keep")):
+            await backend.add_colony(Colony(colonyid=hexid(colony_id), name=colony))
+            await backend.add_blueprint_definition(definition(colony_id, "Deploy", colony=colony))
+            bp = bprint(colony_id, "a", colony=colony)
+            await backend.add_blueprint(bp, with_cron(colony_id, bp, history(colony_id, bp)))
+        gone = await backend.get_blueprint(COLONY, "a")
+        assert gone is not None
+        await backend.remove_colony(COLONY)
+        await backend.add_colony(Colony(colonyid=hexid(3), name=COLONY))  # a re-created colony starts empty
+        assert await backend.list_blueprints(COLONY) == [] and await backend.list_blueprint_definitions(COLONY) == []
+        assert await backend.blueprint_history(gone.blueprintid, 10) == [] and await cron_names(backend) == []
+        kept = await backend.get_blueprint("keep", "a")
+        assert kept is not None and len(await backend.blueprint_history(kept.blueprintid, 10)) == 1
+        assert len(await backend.list_blueprint_definitions("keep")) == 1

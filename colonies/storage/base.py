@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 
 from colonies.model import (
     Attribute,
+    Blueprint,
+    BlueprintDefinition,
+    BlueprintHistory,
     Colony,
     Cron,
     Executor,
@@ -81,6 +84,18 @@ class ProcessQuery:
     label: str = ""
     initiator: str = ""
     processgraphid: str = ""
+
+
+@dataclass
+class BlueprintWrite:
+    """What goes with a blueprint write, in the same transaction."""
+
+    history: BlueprintHistory | None = None  # appended
+    location: Location | None = None  # added unless the colony has a location of that name
+    crons: dict[str, Cron] = field(default_factory=dict)
+    """Location name → the reconcile cron of (the blueprint's kind, that location). After the write that
+    cron exists exactly while blueprints of the kind are at that location: added from this value when
+    missing (a cron of that name already there is kept), removed by name when none is left."""
 
 
 class Storage(ABC):
@@ -450,6 +465,56 @@ class Storage(ABC):
     @abstractmethod
     async def remove_location(self, colony: str, name: str) -> bool:
         """False if there was none. Executors naming it keep their `locationname`."""
+
+    # -- blueprints (§3, §7.1) -------------------------------------------------------------------------------------
+    # Writes of a kind's definition and blueprints are serialized per (colony, kind), so a definition is never
+    # removed while a blueprint of its kind is being added, and reconcile crons follow the blueprints exactly.
+    @abstractmethod
+    async def add_blueprint_definition(self, definition: BlueprintDefinition) -> None:
+        """AlreadyExists if the colony has a definition of that name or of that kind (spec.names.kind)."""
+
+    @abstractmethod
+    async def get_blueprint_definition(self, colony: str, name: str = "", kind: str = ""
+                                       ) -> BlueprintDefinition | None:
+        """By name, or by kind when `name` is empty."""
+
+    @abstractmethod
+    async def list_blueprint_definitions(self, colony: str) -> list[BlueprintDefinition]:
+        """By name."""
+
+    @abstractmethod
+    async def remove_blueprint_definition(self, colony: str, name: str) -> bool:
+        """False if there was none; InUse while blueprints of its kind exist."""
+
+    @abstractmethod
+    async def add_blueprint(self, blueprint: Blueprint, write: BlueprintWrite) -> None:
+        """AlreadyExists if the colony has a blueprint of that name; NotFound if it has no definition of
+        the blueprint's kind."""
+
+    @abstractmethod
+    async def get_blueprint(self, colony: str, name: str = "", blueprint_id: str = "") -> Blueprint | None:
+        """By name, or by id when `name` is empty (the colony is then ignored)."""
+
+    @abstractmethod
+    async def list_blueprints(self, colony: str, kind: str = "", location: str = "") -> list[Blueprint]:
+        """By name; an empty `kind` or `location` does not filter."""
+
+    @abstractmethod
+    async def update_blueprint(self, blueprint: Blueprint, expected_generation: int, write: BlueprintWrite) -> bool:
+        """Replace the stored blueprint of that id (not its kind), its status only when `blueprint.status` is
+        set, if its generation is still `expected_generation`. False otherwise (changed or removed since)."""
+
+    @abstractmethod
+    async def set_blueprint_status(self, colony: str, name: str, status: dict[str, object]) -> bool:
+        """Replace the status only (generation and history stay). False if there is no such blueprint."""
+
+    @abstractmethod
+    async def remove_blueprint(self, colony: str, name: str, write: BlueprintWrite) -> Blueprint | None:
+        """Remove the blueprint and its history; the removed blueprint, or None if there was none."""
+
+    @abstractmethod
+    async def blueprint_history(self, blueprint_id: str, limit: int) -> list[BlueprintHistory]:
+        """Newest first, at most `limit`."""
 
     # -- retention ------------------------------------------------------------------------------------------------
     @abstractmethod

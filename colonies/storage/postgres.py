@@ -36,6 +36,7 @@ from colonies.resources import parse_cpu, parse_mem
 from colonies.storage import rows
 from colonies.storage.base import Changed, ClaimRequest, ProcessQuery
 from colonies.storage.migrate import latest_version, migrations
+from colonies.storage.postgres_blueprints import PostgresBlueprintsMixin
 from colonies.storage.postgres_catalog import PostgresCatalogMixin, _count, js
 from colonies.storage.postgres_files import PostgresFilesMixin
 from colonies.storage.postgres_locations import PostgresLocationsMixin
@@ -63,7 +64,7 @@ def dsn_of(config: Config) -> str:
 
 
 class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCatalogMixin,
-                      PostgresFilesMixin, PostgresLocationsMixin):
+                      PostgresFilesMixin, PostgresLocationsMixin, PostgresBlueprintsMixin):
     def __init__(self, config: Config | None = None, dsn: str | None = None, min_size: int = 2,
                  max_size: int | None = None, statement_cache: int | None = None) -> None:
         if dsn is None:
@@ -189,7 +190,8 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
             await con.execute(f"DELETE FROM process_events WHERE process_id IN ({pids})", name)
             await con.execute(f"DELETE FROM process_targets WHERE process_id IN ({pids})", name)
             for table in ("processes", "executors", "users", "attributes", "functions", "processgraphs",
-                          "generators", "generator_args", "crons", "logs", "files", "snapshots", "locations"):
+                          "generators", "generator_args", "crons", "logs", "files", "snapshots", "locations",
+                          "blueprint_definitions", "blueprints", "blueprint_history"):
                 await con.execute(f"DELETE FROM {table} WHERE colony_name = $1", name)
             await con.execute("DELETE FROM colonies WHERE name = $1", name)
 
@@ -227,9 +229,9 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
             try:
                 async with con.transaction():
                     await con.execute(
-                        f"INSERT INTO executors ({rows.EXECUTOR_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
-                        e.executorid, e.executortype, e.executorname, e.colonyname, e.state, e.requirefuncreg,
-                        _ns(e.commissiontime), 0, e.locationname, js(e.capabilities), js(e.allocations))
+                        f"INSERT INTO executors ({rows.EXECUTOR_COLS}) VALUES ({', '.join(f'${i}' for i in range(1, 14))})",
+                        e.executorid, e.executortype, e.executorname, e.colonyname, e.state, e.requirefuncreg, _ns(e.commissiontime),
+                        0, e.locationname, js(e.capabilities), js(e.allocations), e.blueprintid or "", e.blueprintgen or 0)
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"an executor named {e.executorname} already exists in {e.colonyname}") from None
             return requeued

@@ -78,7 +78,7 @@ def process(row: Sequence[Any]) -> Process:
 
 EXECUTOR_COLS = (
     "executor_id, executor_type, name, colony_name, state, require_func_reg, commission_time,"
-    " last_heard, location_name, capabilities, allocations"
+    " last_heard, location_name, capabilities, allocations, blueprint_id, blueprint_gen"
 )
 
 
@@ -95,6 +95,8 @@ def executor(row: Sequence[Any]) -> Executor:
         locationname=row[8],
         capabilities=_caps_dec.decode(row[9]) if row[9] else Capabilities(),
         allocations=_alloc_dec.decode(row[10]) if row[10] else Allocations(),
+        blueprintid=row[11],
+        blueprintgen=row[12],
     )
 
 

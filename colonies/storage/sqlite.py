@@ -30,6 +30,7 @@ from colonies.secure_files import create_private
 from colonies.storage import rows
 from colonies.storage.base import Changed, ClaimRequest, ProcessQuery
 from colonies.storage.migrate import latest_version, migrations
+from colonies.storage.sqlite_blueprints import SqliteBlueprintsMixin
 from colonies.storage.sqlite_catalog import SqliteCatalogMixin
 from colonies.storage.sqlite_files import SqliteFilesMixin
 from colonies.storage.sqlite_locations import SqliteLocationsMixin
@@ -49,7 +50,7 @@ WAIT_TIMEOUT_ERROR = "Maximum waiting time limit exceeded"
 
 
 class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMixin, SqliteFilesMixin,
-                    SqliteLocationsMixin):
+                    SqliteLocationsMixin, SqliteBlueprintsMixin):
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
         self.path = path
         self.synchronous = synchronous.upper()
@@ -166,7 +167,8 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
             db.execute(f"DELETE FROM process_events WHERE process_id IN ({pids})", (name,))
             db.execute(f"DELETE FROM process_targets WHERE process_id IN ({pids})", (name,))
             for table in ("processes", "executors", "users", "attributes", "functions", "processgraphs",
-                          "generators", "generator_args", "crons", "logs", "files", "snapshots", "locations"):
+                          "generators", "generator_args", "crons", "logs", "files", "snapshots", "locations",
+                          "blueprint_definitions", "blueprints", "blueprint_history"):
                 db.execute(f"DELETE FROM {table} WHERE colony_name = ?", (name,))
             db.execute("DELETE FROM colonies WHERE name = ?", (name,))
 
@@ -202,10 +204,10 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
                 db.execute("DELETE FROM executors WHERE colony_name = ? AND name = ?",
                            (e.colonyname, e.executorname))
             db.execute(
-                f"INSERT INTO executors ({rows.EXECUTOR_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO executors ({rows.EXECUTOR_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (e.executorid, e.executortype, e.executorname, e.colonyname, e.state, int(e.requirefuncreg),
                  _ns(e.commissiontime), 0, e.locationname,
-                 rows.dumps(e.capabilities), rows.dumps(e.allocations)),
+                 rows.dumps(e.capabilities), rows.dumps(e.allocations), e.blueprintid or "", e.blueprintgen or 0),
             )
         return requeued
 
