@@ -95,7 +95,8 @@ class Run:
             stop(self.proc)
 
     def submit(self, funcname: str, args: list[Any], **kw: Any) -> str:
-        spec = func_spec(funcname, self.colony.name, "slurm", args=args, maxexectime=kw.pop("maxexectime", 120))
+        spec = func_spec(funcname, self.colony.name, "slurm", args=args, maxexectime=kw.pop("maxexectime", 120),
+                         maxretries=kw.pop("maxretries", -1))
         for key, value in kw.items():
             setattr(spec.conditions, key, value)
         return self.submit_spec(spec)
@@ -173,6 +174,54 @@ def test_a_cancel_scancels_the_job(run: Run) -> None:
     wait_until(lambda: not active_jobs(tag), 20, "the job to be cancelled")
     assert [state for state, _ in jobs_tagged(tag).values()] == ["CANCELLED"]
     assert run.user.get_process(pid).state == ProcessState.CANCELLED
+
+
+def test_maxexectime_passing_scancels_the_job_of_each_attempt(run: Run) -> None:
+    """Each attempt past its deadline has its job cancelled; the server re-queues the process once
+    (maxretries 1), then fails it. No attempt's job outlives it."""
+    pid = run.submit("sleep", ["300"], maxexectime=3, maxretries=1)
+    done = run.wait(pid, 40)
+    assert done.state == ProcessState.FAILED
+    tag = f"{run.prefix()}{pid}:"
+    wait_until(lambda: not active_jobs(tag), 20, "the last job to be cancelled")
+    jobs = jobs_tagged(tag)
+    assert sorted(comment for _, comment in jobs.values()) == [f"{tag}0", f"{tag}1"]  # one job per attempt
+    assert {state for state, _ in jobs.values()} == {"CANCELLED"}
+    assert run.log.read_text().count("[colonies] scancel") == 2  # (the last one after the process failed)
+
+
+@pytest.mark.usefixtures("slurm_env")
+def test_an_sbatch_that_blocks_is_given_up_and_tried_again(server: ServerProc, colony: ColonyKeys, tmp_path: Path) -> None:
+    """Slurm at MaxJobCount makes sbatch sleep and retry for minutes (INFRA): the executor bounds each
+    sbatch by submit_timeout and submits again; the job goes in once. Here the first sbatch call blocks
+    (a wrapper first on PATH sleeps before it runs the real sbatch)."""
+    real = shutil.which("sbatch")
+    assert real
+    bin_dir, marker = tmp_path / "bin", tmp_path / "blocked-once"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        if [ ! -e {marker} ]; then
+          touch {marker}
+          echo "sbatch: Slurm temporarily unable to accept job, sleeping and retrying" >&2
+          sleep 30
+        fi
+        exec {real} "$@"
+        """))
+    (bin_dir / "sbatch").chmod(0o755)
+    cfg = config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("submit_timeout = 30", "submit_timeout = 1.5"))
+    r = Run(server, colony, tmp_path, cfg, SLURM_CONF=str(SLURM_CONF), PATH=f"{bin_dir}:{os.environ['PATH']}")
+    pid = r.submit("nap", [0.1, "once"])
+    r.start()
+    try:
+        done = r.wait(pid, 40)
+        assert done.state == ProcessState.SUCCESS and done.output == ["once"], done.errors
+        assert "sbatch did not return within 1.5 s" in r.log_text(pid)
+        assert len(jobs_tagged(f"{r.prefix()}{pid}:")) == 1
+    finally:
+        r.stop()
+        r.user.close_client()
 
 
 def test_a_walltime_overrun_ends_timeout_and_fails_the_process(run: Run) -> None:
