@@ -104,7 +104,7 @@ def build_image(tmp: Path, tag: str, executor_image: str) -> str:
     (ctx / "k8sfuncs.py").write_text(MODULE)
     (ctx / "Containerfile").write_text(f'FROM {executor_image}\nCOPY k8sfuncs.py /app/\nCMD ["k8sfuncs"]\n')
     image = f"localhost/colonies-k8s-test:{tag}"
-    podman("build", "-q", "--label", "colonies.test=1", "-t", image, str(ctx), timeout=300)
+    podman("build", "-q", "--format", "docker", "--label", "colonies.test=1", "-t", image, str(ctx), timeout=300)
     return image
 
 
