@@ -87,6 +87,12 @@ RULES: dict[str, frozenset[str]] = {
     "removeallsnapshotmsg": M,
     # locations: the colony owner adds and removes; members read, executors in any state too (§7.1)
     "addlocationmsg": CO, "removelocationmsg": CO, "getlocationsmsg": M_ANY, "getlocationmsg": M_ANY,
+    # blueprints: the colony owner adds and removes definitions; members and the owner read them and work
+    # with blueprints; only members report status and reconcile (§2.1, §7.1)
+    "addblueprintdefinitionmsg": CO, "removeblueprintdefinitionmsg": CO, "getblueprintdefinitionmsg": M | CO,
+    "getblueprintdefinitionsmsg": M | CO, "addblueprintmsg": M | CO, "getblueprintmsg": M | CO,
+    "getblueprintsmsg": M | CO, "updateblueprintmsg": M | CO, "removeblueprintmsg": M | CO,
+    "getblueprinthistorymsg": M | CO, "updateblueprintstatusmsg": M, "reconcileblueprintmsg": M,
 }
 
 
@@ -140,9 +146,26 @@ class World:
     def fresh_location(self) -> str:
         return self.clients[OWNER].add_location(A, f"l-{uuid.uuid4().hex[:8]}").name
 
+    def fresh_blueprint(self) -> str:
+        return self.clients[USER].add_blueprint(_blueprint(f"b-{uuid.uuid4().hex[:8]}")).metadata.name
+
+    def fresh_definition(self) -> str:
+        return self.clients[OWNER].add_blueprint_definition(_definition(f"K{uuid.uuid4().hex[:8]}")).metadata.name
+
 
 FS_LABEL = "/authz"
 SITE = "site"
+KIND, BLUEPRINT = "Authz", "bp"
+
+
+def _definition(kind: str) -> dict[str, Any]:
+    """Reconciled by executors of type IDLE: nothing the sweep submits is ever assigned."""
+    return {"metadata": {"name": f"d-{kind}", "colonyname": A},
+            "spec": {"names": {"kind": kind}, "handler": {"executorType": IDLE, "functionName": "reconcile"}}}
+
+
+def _blueprint(name: str) -> dict[str, Any]:
+    return {"kind": KIND, "metadata": {"name": name, "colonyname": A}, "spec": {"n": 1}}
 
 
 def _file(colony: str) -> dict[str, Any]:
@@ -188,6 +211,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         w.ids["cron"] = w.clients[USER].add_cron(A, "cron", _json(_workflow(A)), interval=3600).cronid
         w.ids["file"], w.ids["snapshot"] = w.fresh_file(), w.fresh_snapshot()
         w.ids["location"] = w.clients[OWNER].add_location(A, SITE, "the world's site", 10.5, 59.25).name
+        w.clients[OWNER].add_blueprint_definition(_definition(KIND))
+        w.ids["blueprint"] = w.clients[USER].add_blueprint(_blueprint(BLUEPRINT)).blueprintid
         yield w
     finally:
         admin.close_client()
@@ -226,6 +251,9 @@ def generic(w: World, msgtype: str) -> dict[str, Any]:
         "fileid": ids["file"], "label": FS_LABEL, "snapshotid": ids["snapshot"], "latest": True,
         "file": {**_file(A), "ref": {"protocol": "s3"}},
         "location": {"colonyname": A, "name": f"l-{new_id[:8]}", "description": "d", "long": 1.5, "lat": -2.5},
+        "namespace": A, "blueprintname": BLUEPRINT, "blueprintid": ids["blueprint"], "status": {"seen": 1},
+        "kind": "", "force": False, "forcegeneration": False,
+        "blueprintdefinition": _definition(f"K{new_id[:8]}"), "blueprint": _blueprint(BLUEPRINT),
     }
 
 
@@ -268,6 +296,11 @@ ALLOWED_VARIANT: dict[str, Callable[[World, dict[str, Any]], dict[str, Any]]] = 
     "removesnapshotmsg": lambda w, m: {**m, "snapshotid": w.fresh_snapshot()},
     "getlocationmsg": lambda w, m: {**m, "name": SITE},
     "removelocationmsg": lambda w, m: {**m, "name": w.fresh_location()},
+    "getblueprintmsg": lambda w, m: {**m, "name": BLUEPRINT},
+    "reconcileblueprintmsg": lambda w, m: {**m, "name": BLUEPRINT},
+    "addblueprintmsg": lambda w, m: {**m, "blueprint": _blueprint(f"b-{uuid.uuid4().hex[:8]}")},
+    "removeblueprintmsg": lambda w, m: {**m, "name": w.fresh_blueprint()},
+    "removeblueprintdefinitionmsg": lambda w, m: {**m, "name": w.fresh_definition()},
 }
 
 
@@ -303,5 +336,7 @@ def test_world_is_intact(world: World) -> None:
     assert world.call(USER, {"msgtype": "getpausestatusmsg", "colonyname": A})["ispaused"] is False
     site = world.call(USER, {"msgtype": "getlocationmsg", "colonyname": A, "name": SITE})
     assert (site["description"], site["long"], site["lat"]) == ("the world's site", 10.5, 59.25)
+    bp = world.call(USER, {"msgtype": "getblueprintmsg", "namespace": A, "name": BLUEPRINT})
+    assert (bp["blueprintid"], bp["spec"], bp["metadata"]["generation"]) == (world.ids["blueprint"], {"n": 1}, 1)
     names = sorted(c["name"] for c in world.call(SERVER, {"msgtype": "getcoloniesmsg"}))
     assert A in names and B in names

@@ -80,7 +80,12 @@ def base_message(msgtype: str) -> dict[str, Any]:
             "executor": {"colonyname": COLONY, "executorid": "1" * 64, "executorname": "x", "executortype": TYPE},
             "user": {"colonyname": COLONY, "userid": "2" * 64, "name": "x"},
             "fun": {"colonyname": COLONY, "executorname": "e", "funcname": "g"},
-            "attribute": {"targetid": "3" * 64, "key": "k", "value": "v", "attributetype": 1}}
+            "attribute": {"targetid": "3" * 64, "key": "k", "value": "v", "attributetype": 1},
+            "namespace": COLONY, "blueprintname": "b", "status": {"ready": 1}, "blueprintid": "4" * 64,
+            "blueprintdefinition": {"metadata": {"name": "d", "colonyname": COLONY}, "spec": {
+                "names": {"kind": "K"}, "schema": {"type": "object", "properties": {"n": {"type": "integer"}}},
+                "handler": {"executorType": "r", "functionName": "reconcile"}}},
+            "blueprint": {"kind": "K", "metadata": {"name": "b", "colonyname": COLONY}, "spec": {"n": 1}}}
 
 
 def field_names(msgtype: str) -> list[str]:
@@ -92,7 +97,9 @@ def mutated(draw: st.DrawFn, msgtype: str) -> dict[str, Any]:
     msg = base_message(msgtype)
     names = field_names(msgtype) + ["spec.conditions", "spec.args", "spec.kwargs", "spec.priority",
                                     "spec.maxexectime", "spec.conditions.cpu", "spec.conditions.mem",
-                                    "spec.conditions.executornames", "spec.env"]
+                                    "spec.conditions.executornames", "spec.env", "blueprint.spec",
+                                    "blueprint.metadata", "blueprint.status", "blueprintdefinition.spec.schema",
+                                    "blueprintdefinition.spec.handler", "blueprintdefinition.metadata"]
     for path in draw(st.lists(st.sampled_from(names), min_size=1, max_size=3)):
         target = msg
         *parents, leaf = path.split(".")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from colonies.protocol import messages as m
 from colonies.server import (
+    handlers_blueprints,
     handlers_channels,
     handlers_files,
     handlers_locations,
@@ -67,6 +68,7 @@ HANDLERS.update(handlers_schedules.HANDLERS)
 HANDLERS.update(handlers_channels.HANDLERS)
 HANDLERS.update(handlers_files.HANDLERS)
 HANDLERS.update(handlers_locations.HANDLERS)
+HANDLERS.update(handlers_blueprints.HANDLERS)
 
 # Successful calls of these change who is a member of what: the guard's cache is dropped after them.
 MEMBERSHIP_CHANGES = frozenset({
