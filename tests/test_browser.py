@@ -124,7 +124,7 @@ def test_executor_page_with_an_approved_executor_key(server: ServerProc, colony:
         assert (result["done"], result["failed"], result["pageErrors"]) == (1, 0, [])
         assert user.get_process(p.processid).output == [42]
         announced = {f.funcname for f in user.get_functions(colony.name, colony.executor_name)}
-    assert announced == {"sha256", "thumbnail", "sum", "echo"}
+    assert announced == {"sha256", "thumbnail", "predict", "sum", "echo"}
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 // The browser executor page: joins a colony with a key held only in this page, pulls work and runs
-// it here — SHA-256 with WebCrypto, image thumbnails with a canvas, sums and echoes.
+// it here — SHA-256 with WebCrypto, image thumbnails with a canvas, sums, echoes, and a linear or logistic
+// model's prediction (the edge device of examples/meta-os).
 import { Executor, bytesToHex, generatePrivateKey, idOf } from 'colonies';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2';
 
@@ -34,9 +35,29 @@ async function thumbnail(src, size = 64) {
     dataurl: canvas.toDataURL('image/png') };
 }
 
+/**
+ * The answer of a linear model for one input point. `model` is {weights: [w1..wn], bias, kind}, or an
+ * object carrying one as `model` (as a workflow parent's output may: examples/meta-os' evaluate step);
+ * `x` is the point, n numbers. score = bias + w1*x1 + ... + wn*xn, summed in that order; kind "logistic"
+ * adds probability = 1 / (1 + e^-score) and label = probability >= 0.5 ? 1 : 0.
+ */
+function predict(model, x) {
+  const m = model && typeof model === 'object' && model.model && typeof model.model === 'object' ? model.model : model;
+  if (!m || !Array.isArray(m.weights)) throw new Error('predict: the model needs weights (a list of numbers)');
+  const xs = (Array.isArray(x) ? x : [x]).map(Number);
+  if (xs.length !== m.weights.length) throw new Error(`predict: the model takes ${m.weights.length} features, got ${xs.length}`);
+  let score = Number(m.bias || 0);
+  m.weights.forEach((w, i) => { score += Number(w) * xs[i]; });
+  if (!Number.isFinite(score)) throw new Error('predict: the score is not a finite number');
+  if ((m.kind || 'linear') !== 'logistic') return { score };
+  const probability = 1 / (1 + Math.exp(-score));
+  return { score, probability, label: probability >= 0.5 ? 1 : 0 };
+}
+
 const FUNCTIONS = {
   sha256,
   thumbnail,
+  predict,
   sum: (...xs) => xs.reduce((a, b) => a + Number(b), 0),
   echo: (...xs) => xs,
 };
