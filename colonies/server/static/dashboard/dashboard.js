@@ -292,7 +292,37 @@ async function processView(view, signal, processid) {
     state, timeout: SUB_TIMEOUT_S })), () => refresh(), status);
 }
 
-// one workflow: the DAG coloured by state, recoloured live by /pubsub pushes
+/**
+ * Where a workflow's processes run: the executor that took each (getExecutors, by assignedexecutorid) and
+ * that executor's location (its locationname, described by getLocations); for a process no executor took
+ * yet, the site it asks for (conditions.locationname). load() fetches again only for an executor id it
+ * does not know (true when it fetched); a member may read both lists, anyone else sees no places.
+ */
+function workflowPlaces(c) {
+  const executors = new Map();
+  const sites = new Map();
+  let fetched = false;
+  async function load(colony, processes) {
+    const unknown = [...processes].some((p) => p.assignedexecutorid && !executors.has(p.assignedexecutorid));
+    if (fetched && !unknown) return false;
+    fetched = true;
+    const [es, ls] = await Promise.all([c.getExecutors(colony).catch(() => []), c.getLocations(colony).catch(() => [])]);
+    for (const e of es) executors.set(e.executorid, e);
+    for (const l of ls) sites.set(l.name.toLowerCase(), l);
+    return true;
+  }
+  function where(p) {
+    const e = p.assignedexecutorid ? executors.get(p.assignedexecutorid) : null;
+    const name = e ? e.locationname || '' : (p.spec.conditions && p.spec.conditions.locationname) || '';
+    const site = name ? sites.get(name.toLowerCase()) : null;
+    const title = site ? `${site.name}: ${site.description || ''} (${site.lat.toFixed(2)}, ${site.long.toFixed(2)})` : '';
+    if (e) return { executor: e.executorname, location: name, title: `${e.executorname} (${e.executortype})${title ? `\n${title}` : ''}` };
+    return name ? { executor: '', location: name, title: `waits for an executor at ${title || name}` } : null;
+  }
+  return { load, where };
+}
+
+// one workflow: the DAG coloured by state, recoloured live by /pubsub pushes, with where each node runs
 async function workflowView(view, signal, graphid) {
   const c = session.client;
   const status = h('span', { class: 'muted', id: 'live' });
@@ -306,8 +336,13 @@ async function workflowView(view, signal, graphid) {
   const processes = new Map();
   let graph;
   let drawn;
-  const renderList = () => list.replaceChildren(table(['node', 'function', 'state', 'process'], [...processes.values()].map((p) => ({
-    cells: [p.spec.nodename, p.spec.funcname, badge(p.state), link(`#/process/${p.processid}`, short(p.processid))] }))));
+  const places = workflowPlaces(c);
+  const renderList = () => list.replaceChildren(table(['node', 'function', 'state', 'executor', 'location', 'process'],
+    [...processes.values()].map((p) => {
+      const at = places.where(p) || {};
+      return { cells: [p.spec.nodename, p.spec.funcname, badge(p.state), at.executor || '',
+        at.executor ? at.location || '' : '', link(`#/process/${p.processid}`, short(p.processid))] };
+    }), { phoneHidden: [1, 4] }));
   async function refreshGraph() {
     graph = await c.getProcessGraph(graphid);
     stateEl.replaceChildren(badge(graph.state));
@@ -317,7 +352,8 @@ async function workflowView(view, signal, graphid) {
     await refreshGraph();
     const ids = (graph.processids || []).slice(0, 200);
     for (const p of await Promise.all(ids.map((id) => c.getProcess(id)))) processes.set(p.processid, p);
-    drawn = drawGraph([...processes.values()], (id) => { location.hash = `#/process/${id}`; });
+    await places.load(graph.colonyname, processes.values());
+    drawn = drawGraph([...processes.values()], (id) => { location.hash = `#/process/${id}`; }, places.where);
     dag.replaceChildren(drawn.svg);
     renderList();
   } catch (err) {
@@ -326,11 +362,13 @@ async function workflowView(view, signal, graphid) {
   }
   const onPush = (p) => {
     const old = processes.get(p.processid);
-    if (!old || old.state === p.state) return;
+    if (!old || (old.state === p.state && old.assignedexecutorid === p.assignedexecutorid)) return;
     processes.set(p.processid, p);
     drawn.update(p);
     renderList();
     refreshGraph().catch(() => {});
+    // an executor not seen yet (it joined after the page loaded): fetch it, then relabel
+    places.load(graph.colonyname, [p]).then((fetched) => { if (fetched) { drawn.relabel(); renderList(); } }).catch(() => {});
   };
   live(signal, () => [...processes.keys()].flatMap((processid) => [1, 2, 3, 4].map((state) => ({
     msgtype: 'subscribeprocessmsg', colonyname: '', processid, executortype: '', state, timeout: SUB_TIMEOUT_S }))),

@@ -1,8 +1,9 @@
-// The workflow DAG as SVG: layers by longest path from the roots, nodes coloured by state.
+// The workflow DAG as SVG: layers by longest path from the roots, nodes coloured by state, each with
+// where it runs (the executor that took it and that executor's location, or the site it asks for).
 import { s, COLORS, STATES } from './dom.js';
 
-const W = 150;   // node width
-const H = 40;    // node height
+const W = 170;   // node width
+const H = 58;    // node height
 const GX = 60;   // gap between layers
 const GY = 18;   // gap between nodes of a layer
 
@@ -38,11 +39,24 @@ export function layers(processes) {
   return depth;
 }
 
+const clip = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
+
 /**
- * Draw the DAG; returns {svg, update(process)} — update recolours one node in place (live updates).
- * onClick(processid) opens a process.
+ * A node's third line from where(process) = {executor, location, title} (or null): "executor @ location"
+ * once an executor took it, "→ location" (no executor) while it waits for an executor at that site.
  */
-export function drawGraph(processes, onClick) {
+export function placeText(place) {
+  if (!place) return '';
+  if (place.executor) return place.location ? `${place.executor} @ ${place.location}` : place.executor;
+  return place.location ? `→ ${place.location}` : '';
+}
+
+/**
+ * Draw the DAG; returns {svg, update(process), relabel()}: update recolours one node in place and
+ * re-reads its place (live updates), relabel re-reads every node's place. onClick(processid) opens a
+ * process; where(process) says where it runs (placeText).
+ */
+export function drawGraph(processes, onClick, where = () => null) {
   const depth = layers(processes);
   const columns = [];
   for (const p of processes) {
@@ -76,13 +90,27 @@ export function drawGraph(processes, onClick) {
     const { x, y } = pos.get(p.processid);
     const label = p.spec.nodename || p.spec.funcname;
     const rect = s('rect', { x, y, width: W, height: H, rx: 8, fill: COLORS[p.state] || '#555' });
-    const text = s('text', { x: x + 10, y: y + 17 }, label.length > 20 ? `${label.slice(0, 19)}…` : label);
-    const sub = s('text', { x: x + 10, y: y + 32, 'font-size': 10, opacity: 0.9 },
+    const text = s('text', { x: x + 10, y: y + 18 }, clip(label, 23));
+    const sub = s('text', { x: x + 10, y: y + 34, 'font-size': 10, opacity: 0.9 },
       `${p.spec.funcname} · ${STATES[p.state]}`);
+    const at = s('text', { x: x + 10, y: y + 49, 'font-size': 10, class: 'place' });
+    const title = s('title', {});
     const g = s('g', { class: 'node', dataset: { processid: p.processid, node: label, state: STATES[p.state] },
-      onclick: () => onClick(p.processid) }, s('title', {}, `${label}: ${STATES[p.state]}`), rect, text, sub);
-    nodes.set(p.processid, { g, rect, sub, funcname: p.spec.funcname });
+      onclick: () => onClick(p.processid) }, title, rect, text, sub, at);
+    const n = { g, rect, sub, at, title, label, funcname: p.spec.funcname };
+    nodes.set(p.processid, n);
+    place(n, p);
     svg.append(g);
+  }
+  function place(n, p) {
+    const w = where(p) || {};
+    const line = placeText(w);
+    n.p = p;
+    n.at.textContent = clip(line, 28);
+    n.at.setAttribute('opacity', w.executor ? 0.95 : 0.7);
+    n.g.dataset.executor = w.executor || '';
+    n.g.dataset.location = w.location || '';
+    n.title.textContent = [`${n.label}: ${STATES[p.state]}`, line, w.title || ''].filter(Boolean).join('\n');
   }
   function update(p) {
     const n = nodes.get(p.processid);
@@ -90,7 +118,10 @@ export function drawGraph(processes, onClick) {
     n.rect.setAttribute('fill', COLORS[p.state] || '#555');
     n.sub.textContent = `${n.funcname} · ${STATES[p.state]}`;
     n.g.dataset.state = STATES[p.state];
+    place(n, p);
     return true;
   }
-  return { svg, update };
+  // where() may know more now (an executor or location fetched since): re-read every node's place
+  const relabel = () => { for (const n of nodes.values()) place(n, n.p); };
+  return { svg, update, relabel };
 }
