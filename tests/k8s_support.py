@@ -1,8 +1,8 @@
 """Kubernetes manifests for the tests: find the kustomizations under deploy/k8s and render them.
 
-Rendering uses a real kustomize, the one built into `kubectl` (`kubectl kustomize DIR`, kustomize
-v5 in the kubectl of the project's machine image; Debian's `kubernetes-client` also has one). Without
-kubectl the tests skip on a laptop and fail in CI.
+Rendering uses a real kustomize, the one built into `kubectl` (`kubectl kustomize DIR`: kubectl 1.32
+with kustomize 5.5 is on the project's machine image). Without kubectl the tests skip on a laptop and
+fail in CI.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def kustomizations() -> list[Path]:
 def kubectl() -> str:
     path = shutil.which("kubectl")
     if path is None:
-        need_service("kubectl", "kubectl (for `kubectl kustomize`) not found; apt-get install kubernetes-client")
+        need_service("kubectl", "kubectl (for `kubectl kustomize`, kustomize >= 4.1) not found; Debian's "
+                     "kubernetes-client 1.20 embeds kustomize 2.0.3, too old for `labels:` and `patches:`")
         raise AssertionError("unreachable")
     return path
 
