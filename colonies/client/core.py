@@ -134,9 +134,15 @@ class ClientCore:
         return Call({"msgtype": "getstatisticsmsg"}, Statistics)
 
     def add_executor(self, colony: str, executor_id: str, name: str, executortype: str,
-                     location: str = "") -> Call[Executor]:
-        e = {"colonyname": colony, "executorid": executor_id, "executorname": name, "executortype": executortype,
-             "locationname": location}
+                     location: str = "", blueprint_id: str = "", blueprint_gen: int = 0) -> Call[Executor]:
+        """Add an executor (colony owner). `blueprint_id`/`blueprint_gen`: the blueprint that manages it and
+        the generation it was started for (a reconciler's executors; omitted when empty)."""
+        e: dict[str, Any] = {"colonyname": colony, "executorid": executor_id, "executorname": name,
+                             "executortype": executortype, "locationname": location}
+        if blueprint_id:
+            e["blueprintid"] = blueprint_id
+        if blueprint_gen:
+            e["blueprintgen"] = blueprint_gen
         return Call({"msgtype": "addexecutormsg", "executor": e}, Executor)
 
     def approve_executor(self, colony: str, name: str) -> Call[None]:
