@@ -15,6 +15,8 @@ behind PgBouncer in transaction mode, which cannot keep prepared statements befo
 from __future__ import annotations
 
 import asyncio
+import functools
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -59,8 +61,12 @@ T = TypeVar("T")
 
 
 def dsn_of(config: Config) -> str:
-    return (f"postgresql://{config.db_user}:{config.db_password}@{config.db_host}:{config.db_port}/"
-            f"{config.db_name}")
+    """The connection URL; user, password and database name are percent-encoded, so a password with
+    `@`, `/`, `#`, `?` or `%` reaches the server as it is written."""
+    q = functools.partial(urllib.parse.quote, safe="")
+    host = f"[{config.db_host}]" if ":" in config.db_host else config.db_host  # an IPv6 literal
+    return (f"postgresql://{q(config.db_user)}:{q(config.db_password)}@{host}:{config.db_port}/"
+            f"{q(config.db_name)}")
 
 
 class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCatalogMixin,
