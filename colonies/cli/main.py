@@ -1,7 +1,7 @@
 """The `colonies` command. Heavy imports happen inside commands, so `--help` stays fast.
 
-One module per command group (server, identity, process, workflow, schedule, logs, run, fs, location); they
-share their options and output helpers through `common`.
+One module per command group (server, identity, process, workflow, schedule, logs, run, fs, location,
+blueprint); they share their options and output helpers through `common`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import typer
 
 from colonies.cli import rotate as _rotate  # noqa: F401  (registers chid and function register/remove)
 from colonies.cli.admin import database_app, monitor_app
+from colonies.cli.blueprint import blueprint_app
 from colonies.cli.common import TARGET, CLIError
 from colonies.cli.fs import fs_app
 from colonies.cli.fs_snapshot import snapshot_app
@@ -51,6 +52,7 @@ for sub, name in (
     (monitor_app, "monitor"),
     (fs_app, "fs"),
     (location_app, "location"),
+    (blueprint_app, "blueprint"),
 ):
     app.add_typer(sub, name=name)
 fs_app.add_typer(snapshot_app, name="snapshot")
