@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from colonies.blueprints import blueprint, blueprint_definition
 from colonies.client.core import func_spec
 from colonies.model import WorkflowSpec
 from colonies.protocol.crypto import generate_prvkey, id_of
@@ -285,3 +286,44 @@ def test_dashboard_locations_page_lists_sites_and_the_executors_at_each(dashboar
     assert "no location record" in rows["edge-lab"]["cells"][1]
     assert result["desktopOverflow"] <= 0 and result["phoneOverflow"] <= 0, result
     assert (SCREENSHOTS / "dashboard-locations.png").stat().st_size > 5000
+
+
+def test_dashboard_blueprints_page_shows_desired_beside_observed(dashboard_server: ServerProc) -> None:
+    """The blueprints page lists each blueprint's spec (desired) beside its status (observed), marks a field
+    whose values differ, shows the last reconcile's state with a link to the process, and the kinds with
+    their handler. It fits a phone."""
+    browser_tools()
+    srv = dashboard_server
+    keys = setup_colony(srv, "bps", executor_type="reconciler")
+    schema = {"type": "object", "properties": {"replicas": {"type": "integer"}}}
+    with srv.client(keys.colony_prvkey) as owner, srv.client(keys.user_prvkey) as user, \
+            srv.client(keys.executor_prvkey) as reconciler:
+        owner.add_blueprint_definition(blueprint_definition(keys.name, "Deployment", "reconciler", schema=schema))
+        user.add_blueprint(blueprint(keys.name, "Deployment", "web", {"replicas": 3, "image": "nginx"}, "edge"))
+        user.add_blueprint(blueprint(keys.name, "Deployment", "db", {"replicas": 1}))
+        edge_key = generate_prvkey()  # web's reconcile goes to a reconciler at its location
+        owner.add_executor(keys.name, id_of(edge_key), "reconciler-edge", "reconciler", location="edge")
+        owner.approve_executor(keys.name, "reconciler-edge")
+        with srv.client(edge_key) as at_edge:
+            for who, name, ready in ((reconciler, "db", 1), (at_edge, "web", 2)):  # web is behind: 2 of 3
+                p = who.assign(keys.name, timeout=5)
+                assert (p.spec.kwargs or {})["blueprintName"] == name
+                who.update_blueprint_status(keys.name, name, {"replicas": ready})
+                who.close(p.processid, [])
+        result = drive("blueprints", {"url": srv.url, "colony": keys.name, "userKey": keys.user_prvkey,
+                                      "screenshots": str(SCREENSHOTS)}, timeout=80)
+        web = user.get_blueprint(keys.name, "web")
+    assert result["pageErrors"] == []
+    rows = {r["name"]: r for r in result["rows"]}
+    assert list(rows) == ["db", "web"]
+    assert rows["web"]["cells"][:4] == ["web", "Deployment", "edge", "1"]
+    assert "replicas=3" in rows["web"]["cells"][4] and "image=nginx" in rows["web"]["cells"][4]
+    assert rows["web"]["cells"][5] == "replicas=2"
+    assert (rows["web"]["sync"], rows["web"]["differs"]) == ("no", ["replicas", "replicas"])  # spec and status
+    assert (rows["db"]["sync"], rows["db"]["differs"]) == ("yes", [])
+    assert rows["web"]["states"] == ["successful"]
+    assert rows["web"]["links"] == [f"#/process/{web.metadata.last_reconciliation_process}"]
+    [kind] = result["kinds"]
+    assert kind["cells"] == ["Deployment", "deployments.colonies.io", "reconciler", "reconcile", "60 s", "2"]
+    assert result["desktopOverflow"] <= 0 and result["phoneOverflow"] <= 0, result
+    assert (SCREENSHOTS / "dashboard-blueprints.png").stat().st_size > 5000

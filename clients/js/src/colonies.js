@@ -297,6 +297,37 @@ export class Client {
   getLocation(colonyname, name) { return this.rpc({ msgtype: 'getlocationmsg', colonyname, name }); }
   removeLocation(colonyname, name) { return this.rpc({ msgtype: 'removelocationmsg', colonyname, name }); }
 
+  // blueprints: declared state (spec) that reconciler executors make so, reporting status
+  /** Add a kind (the colony owner's key): {metadata: {name, colonyname}, spec: {names: {kind}, schema, handler}}. */
+  addBlueprintDefinition(definition) { return this.rpc({ msgtype: 'addblueprintdefinitionmsg', blueprintdefinition: definition }); }
+  getBlueprintDefinition(colonyname, name) { return this.rpc({ msgtype: 'getblueprintdefinitionmsg', colonyname, name }); }
+  getBlueprintDefinitions(colonyname) {
+    return this.rpc({ msgtype: 'getblueprintdefinitionsmsg', colonyname }).then((r) => r || []);
+  }
+  removeBlueprintDefinition(colonyname, name) { return this.rpc({ msgtype: 'removeblueprintdefinitionmsg', namespace: colonyname, name }); }
+  /** Add a blueprint {kind, metadata: {name, colonyname, locationname?}, spec}: its spec is checked, a reconcile submitted. */
+  addBlueprint(blueprint) { return this.rpc({ msgtype: 'addblueprintmsg', blueprint }); }
+  getBlueprint(colonyname, name) { return this.rpc({ msgtype: 'getblueprintmsg', namespace: colonyname, name }); }
+  /** The colony's blueprints by name; `kind` and `locationname` filter. */
+  getBlueprints(colonyname, { kind = '', locationname = '' } = {}) {
+    return this.rpc({ msgtype: 'getblueprintsmsg', namespace: colonyname, kind, locationname }).then((r) => r || []);
+  }
+  updateBlueprint(blueprint, { forceGeneration = false } = {}) {
+    return this.rpc({ msgtype: 'updateblueprintmsg', blueprint, forcegeneration: forceGeneration });
+  }
+  removeBlueprint(colonyname, name) { return this.rpc({ msgtype: 'removeblueprintmsg', namespace: colonyname, name }); }
+  /** Spec changes, newest first. */
+  getBlueprintHistory(blueprintid, limit = 0) {
+    return this.rpc({ msgtype: 'getblueprinthistorymsg', blueprintid, limit }).then((r) => r || []);
+  }
+  updateBlueprintStatus(colonyname, blueprintname, status) {
+    return this.rpc({ msgtype: 'updateblueprintstatusmsg', colonyname, blueprintname, status });
+  }
+  /** Submit a reconcile now; resolves to the process. */
+  reconcileBlueprint(colonyname, name, { force = false } = {}) {
+    return this.rpc({ msgtype: 'reconcileblueprintmsg', namespace: colonyname, name, force });
+  }
+
   // realtime (/pubsub)
   /**
    * Open one /pubsub socket and start the given subscriptions on it. Each subscription is a message such as

@@ -161,3 +161,31 @@ test('locations: the colony owner adds and removes, members read', { skip, timeo
   await assert.rejects(user.getLocation(colony, 'js-edge'), (e) => e instanceof ColoniesError && e.status === 404);
   await assert.rejects(owner.removeLocation(colony, 'js-edge'), (e) => e instanceof ColoniesError && e.status === 404);
 });
+
+test('blueprints: a definition, a blueprint checked against its schema, status and reconcile', { skip, timeout: 30000 }, async () => {
+  const owner = new Client({ url, prvkey: colonyKey });
+  const user = new Client({ url, prvkey: userKey });
+  const definition = { metadata: { name: 'js-deployments', colonyname: colony }, spec: {
+    names: { kind: 'JsDeployment' }, handler: { executorType: 'js-reconciler', functionName: 'reconcile' },
+    schema: { type: 'object', required: ['replicas'], properties: { replicas: { type: 'integer' } } } } };
+  const d = await owner.addBlueprintDefinition(definition);
+  assert.match(d.blueprintdefinitionid, /^[0-9a-f]{64}$/);
+  assert.ok((await user.getBlueprintDefinitions(colony)).some((x) => x.metadata.name === 'js-deployments'));
+  const bp = { kind: 'JsDeployment', metadata: { name: 'js-web', colonyname: colony }, spec: { replicas: 2 } };
+  const added = await user.addBlueprint(bp);
+  assert.equal(added.metadata.generation, 1);
+  await assert.rejects(user.addBlueprint({ ...bp, metadata: { ...bp.metadata, name: 'js-bad' }, spec: { replicas: 'two' } }),
+    (e) => e instanceof ColoniesError && e.status === 400 && /spec\.replicas/.test(e.message));
+  const updated = await user.updateBlueprint({ ...bp, spec: { replicas: 3 } });
+  assert.equal(updated.metadata.generation, 2);
+  await user.updateBlueprintStatus(colony, 'js-web', { replicas: 3 });
+  assert.deepEqual((await user.getBlueprint(colony, 'js-web')).status, { replicas: 3 });
+  assert.deepEqual((await user.getBlueprintHistory(added.blueprintid)).map((x) => x.generation), [2, 1]);
+  const p = await user.reconcileBlueprint(colony, 'js-web', { force: true });
+  assert.deepEqual(p.spec.kwargs, { kind: 'JsDeployment', blueprintName: 'js-web', force: true });
+  assert.deepEqual((await user.getBlueprints(colony, { kind: 'JsDeployment' })).map((x) => x.metadata.name), ['js-web']);
+  await assert.rejects(owner.removeBlueprintDefinition(colony, 'js-deployments'), (e) => e instanceof ColoniesError && e.status === 409);
+  await user.removeBlueprint(colony, 'js-web');
+  await owner.removeBlueprintDefinition(colony, 'js-deployments');
+  await assert.rejects(user.getBlueprint(colony, 'js-web'), (e) => e instanceof ColoniesError && e.status === 404);
+});

@@ -10,6 +10,8 @@
 //                                              their bytes are, snapshots; desktop and phone
 //   node tools/browser.mjs locations '<json>'   the locations page: sites, coordinates, the executors at
 //                                              each (and at names with no record); desktop and phone
+//   node tools/browser.mjs blueprints '<json>'  the blueprints page: desired (spec) vs observed (status),
+//                                              the last reconcile, the kinds; desktop and phone
 //
 // Prints one JSON line with what it saw; exits 1 on failure (with the reason and the page's errors).
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -275,8 +277,26 @@ async function locationsScenario(context) {
   return r;
 }
 
+async function blueprintsScenario(context) {
+  const page = await signedInDashboard(context);
+  await page.click('#nav-blueprints');
+  await page.waitForSelector('#view[data-view="blueprints"][data-loaded="true"]');
+  const rows = (selector) => page.locator(selector).evaluateAll((trs) => trs.map((tr) => ({ ...tr.dataset,
+    cells: [...tr.querySelectorAll('td')].map((td) => td.textContent.trim()),
+    differs: [...tr.querySelectorAll('.field.differs')].map((e) => e.dataset.key),
+    states: [...tr.querySelectorAll('.badge')].map((e) => e.dataset.state),
+    links: [...tr.querySelectorAll('a')].map((a) => a.getAttribute('href')) })));
+  const r = { rows: await rows('#blueprints tbody tr'), kinds: await rows('#blueprint-definitions tbody tr') };
+  const fit = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  r.desktopOverflow = await fit();
+  if (cfg.screenshots) r.screenshot = await screenshot(page, join(cfg.screenshots, 'dashboard-blueprints.png'));
+  await page.setViewportSize({ width: 390, height: 844 });
+  r.phoneOverflow = await fit();
+  return r;
+}
+
 const SCENARIOS = { executor: executorScenario, dashboard: dashboardScenario, 'dashboard-ux': dashboardUxScenario,
-  files: filesScenario, locations: locationsScenario };
+  files: filesScenario, locations: locationsScenario, blueprints: blueprintsScenario };
 
 async function main() {
   if (!SCENARIOS[scenario]) throw new Error(`unknown scenario ${scenario}; one of ${Object.keys(SCENARIOS)}`);

@@ -1,13 +1,15 @@
 // The Colonies dashboard: sign in with a private key (kept in this tab only; every request is signed
 // here), then watch a colony — counts, executors, processes, workflows, throughput — and open a process
 // (spec, input, output, errors, attributes, logs, audit trail) or a workflow (its DAG, live over /pubsub);
-// the files page (labels, revisions, snapshots) is in files.js, the locations page in locations.js.
+// the files page (labels, revisions, snapshots) is in files.js, the locations page in locations.js, the
+// blueprints page (desired vs observed state) in blueprints.js.
 import { Client, ColoniesError, idOf } from 'colonies';
 import { h, badge, short, when, ago, json, table, STATES, EXECUTOR_STATES } from './dom.js';
 import { drawGraph } from './graph.js';
 import { buckets, drawChart } from './chart.js';
 import { filesOverview, labelView, snapshotView } from './files.js';
 import { locationsView } from './locations.js';
+import { blueprintsView } from './blueprints.js';
 
 const $ = (id) => document.getElementById(id);
 const SESSION_KEY = 'colonies.dashboard';
@@ -402,6 +404,15 @@ async function locationsRoute(view) {
   view.dataset.loaded = 'true';
 }
 
+// blueprints (desired vs observed state): members and the colony owner read them
+async function blueprintsRoute(view) {
+  if (!session.colony) {
+    view.replaceChildren(h('section', { class: 'card' }, h('h2', {}, 'Blueprints'),
+      h('p', { class: 'muted' }, 'Blueprints belong to a colony: sign in with one of its users\' or executors\' keys.')));
+  } else await blueprintsView(view, session.client, session.colony);
+  view.dataset.loaded = 'true';
+}
+
 // -- routing -----------------------------------------------------------------------------------------------
 async function route() {
   const signal = stopView();
@@ -415,6 +426,7 @@ async function route() {
     else if (kind === 'workflow' && id) await workflowView(view, signal, id);
     else if (kind === 'files' || (kind === 'snapshot' && id)) await filesRoute(view, kind, id);
     else if (kind === 'locations') await locationsRoute(view);
+    else if (kind === 'blueprints') await blueprintsRoute(view);
     else await overview(view, signal);
   } catch (err) {
     showError(view, err);
