@@ -47,6 +47,7 @@ from colonies.model import Process
 from colonies.protocol.crypto import generate_prvkey, id_of
 
 if TYPE_CHECKING:
+    from colonies.executors.reconciler import Reconciler
     from colonies.fs import AsyncFileSystem
 
 log = logging.getLogger("colonies.executor")
@@ -141,6 +142,12 @@ class Executor:
             return f
 
         return register(fn) if fn is not None else register
+
+    def reconciler(self, r: Reconciler) -> Reconciler:
+        """Serve a blueprint reconciler: its reconcile function and "cleanup" (colonies/executors/reconciler.py)."""
+        from colonies.executors.reconciler import attach
+
+        return attach(self, r)
 
     # -- configuration ----------------------------------------------------------------------------------
     def configure(
