@@ -337,7 +337,7 @@ def test_a_container_in_a_job_is_removed_on_cancel(server: ServerProc, colony: C
 
 
 def test_the_config_is_checked_before_the_executor_starts(tmp_path: Path) -> None:
-    from colonies.executors.slurm import load_config
+    from colonies.executors.slurm_config import load_config
 
     bad = tmp_path / "bad.toml"
     bad.write_text('[slurm]\nworkdir = "relative"\n[commands.x]\nargv = ["true"]\n')
@@ -353,7 +353,7 @@ def test_the_config_is_checked_before_the_executor_starts(tmp_path: Path) -> Non
 
 def test_conditions_map_to_sbatch_options() -> None:
     from colonies.errors import ProcessFailed
-    from colonies.executors.slurm import batch_script, sbatch_resources
+    from colonies.executors.slurm_config import batch_script, sbatch_resources
     from colonies.model import GPU, Conditions
 
     c = Conditions(nodes=2, processes=8, processespernode=4, cpu="2500m", mem="1Gi", storage="10G", walltime=3725,

@@ -10,8 +10,11 @@
     loader.py     load_executor("module:object")
     commands.py   a ready executor for the shell commands of a TOML allowlist
     containers.py a ready executor running each process in a container (podman, or the docker CLI)
-    slurm.py      a ready executor turning each process into a Slurm batch job (slurm_queue.py: sbatch,
-                  scancel, one squeue poll for all jobs; slurm_job.py: runs a Python function in a job)
+    slurm.py      a ready executor turning each process into a Slurm batch job (slurm_config.py: its
+                  TOML and the conditions -> sbatch mapping; slurm_queue.py: sbatch, scancel, one squeue
+                  poll for all jobs; slurm_job.py: runs a Python function inside a job)
+    reconciler.py Reconciler: a class that makes blueprints of a kind so (reconcile, cleanup, status)
+    deployment.py the ExecutorDeployment reconciler: N executor containers per blueprint (podman)
 """
 
 from __future__ import annotations
