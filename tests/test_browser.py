@@ -305,10 +305,11 @@ def test_dashboard_blueprints_page_shows_desired_beside_observed(dashboard_serve
         owner.add_executor(keys.name, id_of(edge_key), "reconciler-edge", "reconciler", location="edge")
         owner.approve_executor(keys.name, "reconciler-edge")
         with srv.client(edge_key) as at_edge:
-            for who, name, ready in ((reconciler, "db", 1), (at_edge, "web", 2)):  # web is behind: 2 of 3
-                p = who.assign(keys.name, timeout=5)
+            for who, name, status in ((reconciler, "db", {"replicas": 1, "ready": 1, "generation": 1}),
+                                      (at_edge, "web", {"replicas": 3, "ready": 2, "generation": 1})):
+                p = who.assign(keys.name, timeout=5)  # web is behind: 2 of its 3 replicas are ready
                 assert (p.spec.kwargs or {})["blueprintName"] == name
-                who.update_blueprint_status(keys.name, name, {"replicas": ready})
+                who.update_blueprint_status(keys.name, name, status)
                 who.close(p.processid, [])
         result = drive("blueprints", {"url": srv.url, "colony": keys.name, "userKey": keys.user_prvkey,
                                       "screenshots": str(SCREENSHOTS)}, timeout=80)
@@ -318,8 +319,8 @@ def test_dashboard_blueprints_page_shows_desired_beside_observed(dashboard_serve
     assert list(rows) == ["db", "web"]
     assert rows["web"]["cells"][:4] == ["web", "Deployment", "edge", "1"]
     assert "replicas=3" in rows["web"]["cells"][4] and "image=nginx" in rows["web"]["cells"][4]
-    assert rows["web"]["cells"][5] == "replicas=2"
-    assert (rows["web"]["sync"], rows["web"]["differs"]) == ("no", ["replicas", "replicas"])  # spec and status
+    assert rows["web"]["cells"][5] == "replicas=3ready=2generation=1"  # one field per line
+    assert (rows["web"]["sync"], rows["web"]["differs"]) == ("no", ["ready"])
     assert (rows["db"]["sync"], rows["db"]["differs"]) == ("yes", [])
     assert rows["web"]["states"] == ["successful"]
     assert rows["web"]["links"] == [f"#/process/{web.metadata.last_reconciliation_process}"]

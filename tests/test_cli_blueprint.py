@@ -129,7 +129,7 @@ def test_doctor(server: ServerProc, env: dict[str, str], colony: ColonyKeys, fil
     assert checks["definition"]["ok"] and checks["cron"]["ok"]
     assert checks["cron"]["message"] == "reconcile cron reconcile-ExecutorDeployment-edge exists"
     assert not checks["handler"]["ok"] and not checks["last reconcile"]["ok"] and not checks["replicas"]["ok"]
-    assert checks["replicas"]["message"] == "0/2 executors at generation 1"
+    assert checks["replicas"]["message"] == "0/2 executors running for this blueprint" and "status" not in checks
 
     # A reconciler at the site takes the process and succeeds; it runs 2 executors of this generation.
     key = generate_prvkey()
@@ -137,13 +137,23 @@ def test_doctor(server: ServerProc, env: dict[str, str], colony: ColonyKeys, fil
         owner.add_executor(colony.name, id_of(key), "reconciler-edge", HANDLER, location="Edge")
         owner.approve_executor(colony.name, "reconciler-edge")
         bp = owner.get_blueprint(colony.name, "web-server-deployment")
-        for i in range(2):
-            _managed(owner, colony.name, f"web-{i}", bp.blueprintid, 1)
+        _managed(owner, colony.name, "web-0", bp.blueprintid, 1)
     with server.client(key) as reconciler:
         p = reconciler.assign(colony.name, timeout=5)
         assert (p.spec.kwargs or {})["blueprintName"] == "web-server-deployment"
-        reconciler.update_blueprint_status(colony.name, "web-server-deployment", {"replicas": 2})
+        reconciler.update_blueprint_status(colony.name, "web-server-deployment", {"replicas": 2, "generation": 1,
+                                                                                  "error": "image not found"})
         reconciler.close(p.processid, ["ok"])
+    report = json.loads(cli(env, "blueprint", "doctor", "--json").stdout)
+    checks = {c["check"]: c for c in report[0]["checks"]}
+    assert checks["status"] == {"check": "status", "ok": False, "message": "the last reconcile failed: image not found"}
+    assert checks["replicas"]["message"] == "1/2 executors running for this blueprint"
+    assert checks["handler"]["ok"] and checks["last reconcile"]["ok"]
+
+    # It catches up: a second replica (started at a later generation still counts) and a clean status.
+    with server.client(colony.colony_prvkey) as owner, server.client(key) as reconciler:
+        _managed(owner, colony.name, "web-1", bp.blueprintid, 2)
+        reconciler.update_blueprint_status(colony.name, "web-server-deployment", {"replicas": 2, "generation": 1})
     r = cli(env, "blueprint", "doctor", "--name", "web-server-deployment")
     assert r.returncode == 0, r.stdout
     assert "No issues found" in r.stdout and "reconciler-edge" in r.stdout and "SUCCESS" in r.stdout

@@ -278,7 +278,8 @@ def blueprint_history(
 # -- doctor ------------------------------------------------------------------------------------------------------
 def diagnose(bp: Any, definition: Any, executors: list[Any], cron_names: set[str], last: Any,
              now: float) -> list[dict[str, Any]]:
-    """Checks of one blueprint's health: [{check, ok, message}]."""
+    """Checks of one blueprint's health: [{check, ok, message}]. `status` follows the reconciler kit's
+    convention: `generation` is the generation it reconciled, `error` the last failure."""
     from colonies.blueprints import cron_name
 
     checks: list[dict[str, Any]] = []
@@ -316,13 +317,20 @@ def diagnose(bp: Any, definition: Any, executors: list[Any], cron_names: set[str
         detail = f": {last.errors[0]}" if last.state == 3 and last.errors else ""
         check("last reconcile", last.state in (1, 2) or (last.state == 0 and bool(online)),
               f"reconcile process {last.processid} {state}{detail}")
+    status = bp.status or {}
+    if status.get("error"):
+        check("status", False, f"the last reconcile failed: {status['error']}")
+    elif isinstance(status.get("generation"), int) and status["generation"] < md.generation:
+        check("status", False, f"the status is of generation {status['generation']}, the blueprint is at "
+                               f"{md.generation}")
+    elif status:
+        check("status", True, "reported" + (f" for generation {status['generation']}" if "generation" in status else ""))
     replicas = bp.spec.get("replicas")
     if isinstance(replicas, int) and not isinstance(replicas, bool):
+        # A reconciler's executors carry the blueprint's id; blueprintgen is the generation each was started
+        # at (a replicas-only change keeps the running ones), so every generation counts.
         mine = [e for e in executors if e.blueprintid == bp.blueprintid and e.state == 1]
-        current = [e for e in mine if e.blueprintgen == md.generation]
-        check("replicas", len(current) >= replicas,
-              f"{len(current)}/{replicas} executors at generation {md.generation}"
-              + (f" ({len(mine) - len(current)} of older generations)" if len(mine) > len(current) else ""))
+        check("replicas", len(mine) >= replicas, f"{len(mine)}/{replicas} executors running for this blueprint")
     return checks
 
 

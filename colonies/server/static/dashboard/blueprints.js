@@ -1,28 +1,35 @@
 // The blueprints page: what the colony declared (each blueprint's spec, the desired state) beside what its
 // reconcilers report (its status, the observed state), the outcome of its last reconcile, and the kinds
-// (definitions) with the executors that reconcile them. A field named in both spec and status with
-// different values is marked as differing: the reconciler has not caught up (or cannot).
+// (definitions) with the executors that reconcile them. A status field is marked as differing when the
+// reconciler has not caught up (or cannot): a field named in both spec and status with other values, a
+// `ready` below the spec's `replicas`, a `generation` (the one it reconciled, the reconciler kit's
+// convention) below the blueprint's, or an `error`.
 import { h, table, badge, ago } from './dom.js';
 
 function text(v) {
   return typeof v === 'string' ? v : JSON.stringify(v);
 }
 
-/** The fields of spec and status that both name, and which of them differ ({key: true when differing}). */
-export function compare(spec, status) {
+const has = (obj, k) => obj && Object.prototype.hasOwnProperty.call(obj, k);
+
+/** The status fields compared with what was declared: {key: true when it differs}. */
+export function compare(bp) {
+  const spec = bp.spec || {};
+  const status = bp.status || {};
   const out = {};
-  for (const k of Object.keys(spec || {})) {
-    if (status && Object.prototype.hasOwnProperty.call(status, k)) out[k] = text(spec[k]) !== text(status[k]);
-  }
+  for (const k of Object.keys(spec)) if (has(status, k) && k !== 'generation') out[k] = text(spec[k]) !== text(status[k]);
+  if (typeof status.ready === 'number' && typeof spec.replicas === 'number') out.ready = status.ready < spec.replicas;
+  if (typeof status.generation === 'number') out.generation = status.generation < (bp.metadata.generation || 0);
+  if (has(status, 'error')) out.error = true;
   return out;
 }
 
-/** 'yes' (every shared field agrees), 'no' (one differs) or 'unknown' (no status, or no shared field). */
+/** 'yes' (every compared field agrees), 'no' (one differs) or 'unknown' (no status, nothing to compare). */
 export function inSync(bp) {
-  const shared = compare(bp.spec, bp.status);
-  const keys = Object.keys(shared);
+  const compared = compare(bp);
+  const keys = Object.keys(compared);
   if (!keys.length) return 'unknown';
-  return keys.some((k) => shared[k]) ? 'no' : 'yes';
+  return keys.some((k) => compared[k]) ? 'no' : 'yes';
 }
 
 function fields(obj, differs) {
@@ -53,7 +60,7 @@ export async function blueprintsView(view, c, colony) {
   const processes = await processesOf(c, blueprints);
   const rows = blueprints.map((b) => {
     const md = b.metadata;
-    const differs = compare(b.spec, b.status);
+    const differs = compare(b);
     return { attrs: { dataset: { name: md.name, kind: b.kind, generation: String(md.generation || 0), sync: inSync(b) } },
       cells: [md.name, b.kind, md.locationname || '', String(md.generation || 0), fields(b.spec, differs),
         fields(b.status, differs), lastReconcile(b, processes)] };
