@@ -368,3 +368,25 @@ def test_conditions_map_to_sbatch_options() -> None:
     script = batch_script(["echo", "$(reboot)", "a b; rm -rf /"], {"X": "'quoted'"}, "/tmp/d d")
     assert "exec echo '$(reboot)' 'a b; rm -rf /'" in script and "export X=''\"'\"'quoted'\"'\"''" in script
     assert "cd '/tmp/d d' || exit 1" in script
+
+
+@pytest.mark.usefixtures("slurm_env")
+def test_the_poller_reads_ends_and_exit_codes_from_squeue_and_sacct(tmp_path: Path) -> None:
+    """Poller against the real cluster: the end of a job from squeue (-t all), and the same end from
+    sacct, which is where it comes from once squeue has forgotten the job (after MinJobAge)."""
+    import asyncio
+
+    from colonies.executors.slurm_queue import Poller
+
+    ids = [slurm("sbatch", "--parsable", f"--output={tmp_path}/%j.out", "--wrap", f"exit {code}").stdout.strip()
+           for code in (0, 3)]
+
+    async def main() -> tuple[list[Any], dict[str, Any]]:
+        poller = Poller(interval=0.2, env={**os.environ, "SLURM_CONF": str(SLURM_CONF)})
+        ends = await asyncio.wait_for(asyncio.gather(*(poller.watch(j) for j in ids)), 30)
+        return list(ends), await poller.from_sacct(ids)
+
+    ends, later = asyncio.run(main())
+    assert [(e.state, e.exit_code) for e in ends] == [("COMPLETED", 0), ("FAILED", 3)]
+    assert "exit code 3" in ends[1].describe()
+    assert [(later[j].state, later[j].exit_code) for j in ids] == [("COMPLETED", 0), ("FAILED", 3)]

@@ -20,6 +20,7 @@ import contextvars
 import logging
 import os
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -126,6 +127,7 @@ class Poller:
         self._lost: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._jobcomp = False  # sacct -X failed once (no slurmdbd): use sacct -c from then on
+        self._last = -float("inf")  # time.monotonic() of the last squeue call
         self.polls = 0
 
     def watch(self, jobid: str) -> asyncio.Future[JobEnd]:
@@ -157,7 +159,10 @@ class Poller:
             self._task = None
 
     async def _loop(self) -> None:
+        # a loop started again soon after the last one ended still keeps to one call per interval
+        await asyncio.sleep(max(0.0, self._last + self.interval - time.monotonic()))
         while self._watched:
+            self._last = time.monotonic()
             try:
                 await self.poll_once()
             except Exception as exc:  # noqa: BLE001 - the loop outlives any one bad poll
@@ -193,7 +198,19 @@ class Poller:
             await self._look_up(missing)
 
     async def _look_up(self, ids: list[str]) -> None:
-        """Jobs squeue no longer lists: one sacct call for all of them."""
+        """Jobs squeue no longer lists: end those sacct knows; count the others as lost."""
+        found = await self.from_sacct(ids)
+        for jobid in ids:
+            end = found.get(jobid)
+            if end is not None and end.state in TERMINAL:
+                self._end(end)
+                continue
+            self._lost[jobid] = self._lost.get(jobid, 0) + 1
+            if self._lost[jobid] >= LOST_POLLS:
+                self._end(JobEnd(jobid, "UNKNOWN", "the job is known to neither squeue nor sacct"))
+
+    async def from_sacct(self, ids: list[str]) -> dict[str, JobEnd]:
+        """What sacct knows of these jobs, in one call (`sacct -X`; `sacct -c` without slurmdbd)."""
         found: dict[str, JobEnd] = {}
         if not self._jobcomp:
             r = await run_tool([self.sacct, "-n", "-P", "-X", "-j", ",".join(ids), "-o", "JobID,State,ExitCode,Reason"],
@@ -207,14 +224,7 @@ class Poller:
                                env=self.env)
             if r.returncode == 0:
                 found = self._parse_sacct(r.stdout)
-        for jobid in ids:
-            end = found.get(jobid)
-            if end is not None and end.state in TERMINAL:
-                self._end(end)
-                continue
-            self._lost[jobid] = self._lost.get(jobid, 0) + 1
-            if self._lost[jobid] >= LOST_POLLS:
-                self._end(JobEnd(jobid, "UNKNOWN", "the job is known to neither squeue nor sacct"))
+        return found
 
     @staticmethod
     def _parse_sacct(text: str) -> dict[str, JobEnd]:
