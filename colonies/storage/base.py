@@ -34,6 +34,7 @@ from colonies.model import (
     Statistics,
     User,
 )
+from colonies.storage.tally import Delta, Tally
 
 
 @dataclass(frozen=True)
@@ -521,6 +522,34 @@ class Storage(ABC):
     async def retain(self, older_than_ns: int) -> int:
         """Delete SUCCESS processes and graphs submitted before the cutoff (never failed ones), and
         logs older than it; returns how many processes were deleted."""
+
+    # -- counts for /metrics (colonies.storage.tally) --------------------------------------------------------------
+    tally: Tally | None = None
+    """Set by `start_tally`: from then on the backend reports every committed change of a counted row."""
+
+    async def start_tally(self, tally: Tally) -> None:
+        """Count from now on, seeded from the database (one grouped query per table)."""
+        self.tally = tally
+        await self.seed_tally()
+
+    async def seed_tally(self) -> None:
+        """Read the counts from the database again; changes committed meanwhile are applied on top."""
+        tally = self.tally
+        if tally is None:
+            return
+        tally.begin_seed()
+        try:
+            counted, heard = await self.tally_rows()
+        except BaseException:
+            tally.abort_seed()
+            raise
+        tally.finish_seed(counted, heard)
+
+    @abstractmethod
+    async def tally_rows(self) -> tuple[list[Delta], dict[str, int]]:
+        """Every counted row as deltas from zero (processes and workflows grouped by colony, executor type
+        and state; executors one per row; colonies), read in one snapshot, and each executor id's
+        `last_heard`."""
 
     # -- replay protection (colonies.replay) ----------------------------------------------------------------------
     @abstractmethod

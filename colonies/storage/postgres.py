@@ -43,7 +43,9 @@ from colonies.storage.postgres_catalog import PostgresCatalogMixin, _count, js
 from colonies.storage.postgres_files import PostgresFilesMixin
 from colonies.storage.postgres_locations import PostgresLocationsMixin
 from colonies.storage.postgres_schedules import PostgresSchedulesMixin
+from colonies.storage.postgres_tally import PostgresTallyMixin
 from colonies.storage.postgres_workflows import PostgresWorkflowsMixin
+from colonies.storage.tally import COLONY, EXECUTOR, PROCESS
 
 if TYPE_CHECKING:
     from colonies.cluster_events import ClusterEvents
@@ -70,7 +72,7 @@ def dsn_of(config: Config) -> str:
 
 
 class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCatalogMixin,
-                      PostgresFilesMixin, PostgresLocationsMixin, PostgresBlueprintsMixin):
+                      PostgresFilesMixin, PostgresLocationsMixin, PostgresBlueprintsMixin, PostgresTallyMixin):
     def __init__(self, config: Config | None = None, dsn: str | None = None, min_size: int = 2,
                  max_size: int | None = None, statement_cache: int | None = None) -> None:
         if dsn is None:
@@ -136,8 +138,14 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Con]:
-        async with self.pool.acquire() as con, con.transaction():
-            yield con
+        token = self._tally_begin()  # counted-row changes wait for the commit (colonies.storage.postgres_tally)
+        try:
+            async with self.pool.acquire() as con, con.transaction():
+                yield con
+        except BaseException:
+            self._tally_end(token, committed=False)
+            raise
+        self._tally_end(token, committed=True)
 
     async def _run(self, fn: Callable[[Con], Awaitable[T]]) -> T:
         """`fn` in one transaction, retried (bounded) when PostgreSQL aborts it on a deadlock."""
@@ -181,6 +189,7 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
                                     colony.name, colony.colonyid)
         except asyncpg.UniqueViolationError:
             raise Conflict(f"a colony named {colony.name} already exists") from None
+        self._tally_add((COLONY, colony.name, "", 0, 1, ""))
 
     async def get_colony(self, name: str) -> Colony | None:
         row = await self._one("SELECT colony_id, name FROM colonies WHERE name = $1", name)
@@ -198,8 +207,11 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
             for table in ("processes", "executors", "users", "attributes", "functions", "processgraphs",
                           "generators", "generator_args", "crons", "logs", "files", "snapshots", "locations",
                           "blueprint_definitions", "blueprints", "blueprint_history"):
-                await con.execute(f"DELETE FROM {table} WHERE colony_name = $1", name)
-            await con.execute("DELETE FROM colonies WHERE name = $1", name)
+                if table in ("processes", "executors", "processgraphs"):
+                    await self._delete_counted(con, table, "colony_name = $1", (name,))
+                else:
+                    await con.execute(f"DELETE FROM {table} WHERE colony_name = $1", name)
+            await self._delete_counted(con, "colonies", "name = $1", (name,))
 
     async def change_colony_id(self, name: str, colony_id: str) -> None:
         await self.pool.execute("UPDATE colonies SET colony_id = $1 WHERE name = $2", colony_id, name)
@@ -218,8 +230,8 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
         async def tx(con: Con) -> list[str]:
             requeued: list[str] = []
             await _lock_identity(con, e.executorid)
-            old = await con.fetchrow("SELECT executor_id FROM executors WHERE colony_name = $1 AND name = $2"
-                                     " FOR UPDATE", e.colonyname, e.executorname)
+            old = await con.fetchrow("SELECT executor_id, executor_type, state FROM executors"
+                                     " WHERE colony_name = $1 AND name = $2 FOR UPDATE", e.colonyname, e.executorname)
             if old is not None and not replace:
                 raise Conflict(f"an executor named {e.executorname} already exists in {e.colonyname}")
             if await con.fetchval("SELECT 1 FROM executors WHERE executor_id = $1 AND state != 3"
@@ -232,6 +244,7 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
                                   e.colonyname, e.executorname)
                 await con.execute("DELETE FROM executors WHERE colony_name = $1 AND name = $2",
                                   e.colonyname, e.executorname)
+                self._tally_add((EXECUTOR, e.colonyname, old[1], old[2], -1, old[0]))
             try:
                 async with con.transaction():
                     await con.execute(
@@ -240,6 +253,7 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
                         0, e.locationname, js(e.capabilities), js(e.allocations), e.blueprintid or "", e.blueprintgen or 0)
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"an executor named {e.executorname} already exists in {e.colonyname}") from None
+            self._tally_add((EXECUTOR, e.colonyname, e.executortype, e.state, 1, e.executorid))
             return requeued
 
         return await self._run(tx)
@@ -248,10 +262,11 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
                                 why: str = "executor removed") -> list[str]:
         """Put an executor's RUNNING processes of `colony` back in the queue, without counting a retry."""
         found = await con.fetch(
-            "SELECT process_id, spec, priority_time, max_wait_time FROM processes"
+            "SELECT process_id, spec, priority_time, max_wait_time, executor_type FROM processes"
             " WHERE assigned_executor_id = $1 AND state = 1 AND colony_name = $2 FOR UPDATE", executor_id, colony)
-        for pid, spec, prio, max_wait in found:
+        for pid, spec, prio, max_wait, etype in found:
             await self._to_waiting(con, pid, spec, prio, colony, max_wait, now, retry=False)
+            self._moved(PROCESS, colony, etype, RUNNING, WAITING)
             await self._event(con, pid, now, "requeued", executor_id, why)
         return [r[0] for r in found]
 
@@ -273,8 +288,8 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
 
     async def remove_executor(self, colony: str, name: str, now_ns: int) -> list[str]:
         async def tx(con: Con) -> list[str]:
-            row = await con.fetchrow("SELECT executor_id FROM executors WHERE colony_name = $1 AND name = $2"
-                                     " FOR UPDATE", colony, name)
+            row = await con.fetchrow("SELECT executor_id, executor_type, state FROM executors"
+                                     " WHERE colony_name = $1 AND name = $2 FOR UPDATE", colony, name)
             if row is None:
                 return []
             # The row lock (FOR UPDATE) waits for claims holding FOR KEY SHARE on it, and makes later
@@ -282,17 +297,19 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
             requeued = await self._requeue_executor(con, colony, row[0], now_ns)
             await con.execute("DELETE FROM functions WHERE colony_name = $1 AND executor_name = $2", colony, name)
             await con.execute("UPDATE executors SET state = 3 WHERE colony_name = $1 AND name = $2", colony, name)
+            self._moved(EXECUTOR, colony, row[1], row[2], 3, row[0])
             return requeued
 
         return await self._run(tx)
 
     async def reject_executor(self, colony: str, name: str, now_ns: int) -> list[str] | None:
         async def tx(con: Con) -> list[str] | None:
-            row = await con.fetchrow("SELECT executor_id FROM executors WHERE colony_name = $1 AND name = $2"
-                                     " FOR UPDATE", colony, name)
+            row = await con.fetchrow("SELECT executor_id, executor_type, state FROM executors"
+                                     " WHERE colony_name = $1 AND name = $2 FOR UPDATE", colony, name)
             if row is None:
                 return None
             await con.execute("UPDATE executors SET state = 2 WHERE colony_name = $1 AND name = $2", colony, name)
+            self._moved(EXECUTOR, colony, row[1], row[2], 2, row[0])
             return await self._requeue_executor(con, colony, row[0], now_ns, "executor rejected")
 
         return await self._run(tx)
@@ -305,8 +322,10 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
                                       " UNION ALL SELECT 1 FROM users WHERE user_id = $1 AND colony_name = $2 LIMIT 1",
                                       new_id, colony):
                     raise IdInUse("that id is already in use")
-            await con.execute("UPDATE executors SET executor_id = $1 WHERE colony_name = $2 AND executor_id = $3",
-                              new_id, colony, old_id)
+            for etype, state in await con.fetch("UPDATE executors SET executor_id = $1 WHERE colony_name = $2"
+                                                " AND executor_id = $3 RETURNING executor_type, state",
+                                                new_id, colony, old_id):
+                self._tally_add((EXECUTOR, colony, etype, state, -1, old_id), (EXECUTOR, colony, etype, state, 1, new_id))
 
     # -- processes ---------------------------------------------------------------------------------------------
     async def add_processes(self, processes: list[Process], graph: ProcessGraph | None = None,
@@ -352,6 +371,7 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
             raise Conflict(f"process {p.processid} already exists") from None
         if inserted is None:
             raise Conflict(f"process {p.processid} already exists")
+        self._tally_add((PROCESS, c.colonyname, c.executortype, p.state, 1, ""))
         await self._insert_targets(con, c.colonyname, names, p.prioritytime, p.processid)
         if p.attributes:
             await con.executemany(
@@ -420,6 +440,7 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
                 return None
             p = rows.process(row)
             pid = p.processid
+            self._moved(PROCESS, req.colony, p.spec.conditions.executortype, WAITING, RUNNING)
             if p.processgraphid:
                 await self._on_graph_claim(con, pid, p.processgraphid, list(p.parents or []), now_ns)
                 claimed = await self._get(con, pid)  # the graph claim set its input
@@ -458,7 +479,10 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
         row = await self.pool.fetchrow(fast, process_id, executor_id, *args, "closed" if success else "failed",
                                        detail)
         if row is not None:
-            return Changed(process=rows.process(row), others=[])
+            closed = rows.process(row)
+            self._moved(PROCESS, closed.spec.conditions.colonyname, closed.spec.conditions.executortype, RUNNING,
+                        closed.state)
+            return Changed(process=closed, others=[])
 
         async def tx(con: Con) -> Changed | None:
             graph_id = await con.fetchval("SELECT processgraph_id FROM processes WHERE process_id = $1", process_id)
@@ -467,10 +491,11 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
             if graph_id:
                 await self._lock_graph(con, graph_id)
             row = await con.fetchrow(f"UPDATE processes SET {sets} WHERE process_id = $1 AND state = 1"
-                                     f" AND assigned_executor_id = $2{fence} RETURNING children",
-                                     process_id, executor_id, *args)
+                                     f" AND assigned_executor_id = $2{fence} RETURNING children, colony_name,"
+                                     " executor_type", process_id, executor_id, *args)
             if row is None:
                 return None
+            self._moved(PROCESS, row[1], row[2], RUNNING, SUCCESS if success else FAILED)
             await self._event(con, process_id, now_ns, "closed" if success else "failed", executor_id, detail)
             others = await self._resolve(con, graph_id, process_id, rows.strs(row[0]), success, now_ns)
             return Changed(process=await self._get(con, process_id), others=others)
@@ -486,11 +511,14 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
 
     async def cancel(self, process_id: str, actor: str, now_ns: int) -> Process | None:
         async with self._tx() as con:
-            row = await con.fetchrow("UPDATE processes SET state = 4, end_time = $1, exec_deadline = 0"
-                                     " WHERE process_id = $2 AND state IN (0, 1) RETURNING process_id",
-                                     now_ns, process_id)
+            # Locked first, so the state read is the one cancelled (the old state, for the counts).
+            row = await con.fetchrow("SELECT state, colony_name, executor_type FROM processes WHERE process_id = $1"
+                                     " AND state IN (0, 1) FOR UPDATE", process_id)
             if row is None:
                 return None
+            await con.execute("UPDATE processes SET state = 4, end_time = $1, exec_deadline = 0 WHERE process_id = $2",
+                              now_ns, process_id)
+            self._moved(PROCESS, row[1], row[2], row[0], CANCELLED)
             await con.execute("DELETE FROM process_targets WHERE process_id = $1", process_id)
             await self._event(con, process_id, now_ns, "cancelled", actor)
             return await self._get(con, process_id)
@@ -499,23 +527,27 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
         async def tx(con: Con) -> list[Process]:
             changed: list[str] = []
             others: list[Process] = []
-            for pid, spec, prio, colony, max_wait, retries, max_retries, graph_id, children in await con.fetch(
+            for pid, spec, prio, colony, max_wait, retries, max_retries, graph_id, children, etype in await con.fetch(
                 "SELECT process_id, spec, priority_time, colony_name, max_wait_time, retries, max_retries,"
-                " processgraph_id, children FROM processes WHERE state = 1 AND exec_deadline > 0"
+                " processgraph_id, children, executor_type FROM processes WHERE state = 1 AND exec_deadline > 0"
                 " AND exec_deadline < $1 ORDER BY exec_deadline LIMIT $2 FOR UPDATE SKIP LOCKED", now_ns, limit
             ):
                 if max_retries > -1 and retries >= max_retries:
                     await self._fail(con, pid, EXEC_TIMEOUT_ERROR, now_ns)
+                    self._moved(PROCESS, colony, etype, RUNNING, FAILED)
                     others += await self._resolve(con, graph_id, pid, rows.strs(children), False, now_ns)
                 else:
                     await self._to_waiting(con, pid, spec, prio, colony, max_wait, now_ns, retry=True)
+                    self._moved(PROCESS, colony, etype, RUNNING, WAITING)
                     await self._event(con, pid, now_ns, "requeued", "", "execution deadline passed")
                 changed.append(pid)
-            for pid, graph_id, children in await con.fetch(
-                "SELECT process_id, processgraph_id, children FROM processes WHERE state = 0 AND wait_deadline > 0"
+            for pid, graph_id, children, colony, etype in await con.fetch(
+                "SELECT process_id, processgraph_id, children, colony_name, executor_type FROM processes"
+                " WHERE state = 0 AND wait_deadline > 0"
                 " AND wait_deadline < $1 ORDER BY wait_deadline LIMIT $2 FOR UPDATE SKIP LOCKED", now_ns, limit
             ):
                 await self._fail(con, pid, WAIT_TIMEOUT_ERROR, now_ns)
+                self._moved(PROCESS, colony, etype, WAITING, FAILED)
                 others += await self._resolve(con, graph_id, pid, rows.strs(children), False, now_ns)
                 changed.append(pid)
             result = [p for p in [await self._get(con, pid) for pid in changed] if p is not None]
@@ -572,7 +604,7 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
         for table, col in (("attributes", "target_id"), ("process_targets", "process_id"),
                            ("process_events", "process_id"), ("logs", "process_id")):
             await con.execute(f"DELETE FROM {table} WHERE {col} IN ({sub})", *args)
-        await con.execute(f"DELETE FROM processes WHERE {where}", *args)
+        await self._delete_counted(con, "processes", where, args)
 
     async def remove_all_processes(self, colony: str, state: int) -> None:
         async with self._tx() as con:

@@ -1,6 +1,7 @@
 """The plumbing PostgresStorage shares with its mixins (workflows, schedules, catalog), declared once.
 
-PostgresStorage implements all of it except the graph helpers, which PostgresWorkflowsMixin does.
+PostgresStorage implements all of it except the graph helpers, which PostgresWorkflowsMixin does, and the
+count reporting, which PostgresTallyMixin does.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from asyncpg import Connection as Con  # type: ignore[import-untyped,unused-igno
 
 from colonies.model import Process, ProcessGraph
 from colonies.storage.base import Storage
+from colonies.storage.tally import Delta
 
 T = TypeVar("T")
 
@@ -48,4 +50,13 @@ class PostgresBase(Storage):
         raise NotImplementedError
 
     async def _delete_graphs(self, con: Con, where: str, args: tuple[Any, ...]) -> None:
+        raise NotImplementedError
+
+    def _tally_add(self, *deltas: Delta) -> None:
+        raise NotImplementedError
+
+    def _moved(self, kind: int, colony: str, etype: str, old: int, new: int, ident: str = "") -> None:
+        raise NotImplementedError
+
+    async def _delete_counted(self, con: Con, table: str, where: str, args: Sequence[Any]) -> None:
         raise NotImplementedError

@@ -11,6 +11,7 @@ from colonies.errors import Conflict, IdInUse
 from colonies.model import Attribute, Executor, ExecutorState, Function, ProcessEvent, Statistics, User
 from colonies.storage import rows
 from colonies.storage.postgres_base import PostgresBase
+from colonies.storage.tally import EXECUTOR
 
 
 def js(obj: Any) -> str:
@@ -169,14 +170,26 @@ class PostgresCatalogMixin(PostgresBase):
             colony)]
 
     async def set_executor_state(self, colony: str, name: str, state: int) -> bool:
-        status = await self.pool.execute("UPDATE executors SET state = $1 WHERE colony_name = $2 AND name = $3",
-                                         state, colony, name)
-        return _count(status) > 0
+        if self.tally is None:
+            status = await self.pool.execute("UPDATE executors SET state = $1 WHERE colony_name = $2 AND name = $3",
+                                             state, colony, name)
+            return _count(status) > 0
+        async with self._tx() as con:  # counted: the old state, read under the row lock
+            row = await con.fetchrow("SELECT executor_type, state, executor_id FROM executors"
+                                     " WHERE colony_name = $1 AND name = $2 FOR UPDATE", colony, name)
+            if row is None:
+                return False
+            await con.execute("UPDATE executors SET state = $1 WHERE colony_name = $2 AND name = $3",
+                              state, colony, name)
+            self._moved(EXECUTOR, colony, row[0], row[1], state, row[2])
+            return True
 
     async def touch_executor(self, executor_id: str, now_ns: int) -> None:
         # Skipped when recent, so a busy executor does not turn every call into a write.
         await self.pool.execute("UPDATE executors SET last_heard = $1 WHERE executor_id = $2 AND last_heard < $3",
                                 now_ns, executor_id, now_ns - NS)
+        if self.tally is not None:
+            self.tally.touched(executor_id, now_ns)
 
     async def update_executor(self, colony: str, name: str, capabilities: bytes | None,
                               allocations: bytes | None) -> None:

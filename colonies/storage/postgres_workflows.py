@@ -15,6 +15,7 @@ from colonies.model import Process, ProcessGraph
 from colonies.storage import rows
 from colonies.storage.base import GraphMember
 from colonies.storage.postgres_base import PostgresBase
+from colonies.storage.tally import GRAPH, PROCESS
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ class PostgresWorkflowsMixin(PostgresBase):
         ids = [r[0] for r in await con.fetch(f"SELECT processgraph_id FROM processgraphs WHERE {where}", *args)]
         for gid in ids:
             await self._delete_processes(con, _IN_GRAPH, (gid,))
-            await con.execute("DELETE FROM processgraphs WHERE processgraph_id = $1", gid)
+            await self._delete_counted(con, "processgraphs", "processgraph_id = $1", (gid,))
 
     async def remove_all_graphs(self, colony: str, state: int) -> None:
         async with self._tx() as con:
@@ -70,16 +71,22 @@ class PostgresWorkflowsMixin(PostgresBase):
     async def cancel_graph(self, graph_id: str, actor: str, now_ns: int) -> list[Process]:
         async def tx(con: Con) -> list[Process]:
             await self._lock_graph(con, graph_id)
-            victims = [r[0] for r in await con.fetch(
-                f"SELECT process_id FROM processes WHERE {_IN_GRAPH} AND state IN (0, 1)"
-                " ORDER BY seq FOR UPDATE", graph_id)]
-            for pid in victims:
+            found = await con.fetch(
+                f"SELECT process_id, colony_name, executor_type, state FROM processes WHERE {_IN_GRAPH}"
+                " AND state IN (0, 1) ORDER BY seq FOR UPDATE", graph_id)
+            victims = [r[0] for r in found]
+            for pid, colony, etype, state in found:
                 await con.execute("UPDATE processes SET state = 4, end_time = $1, exec_deadline = 0"
                                   " WHERE process_id = $2", now_ns, pid)
+                self._moved(PROCESS, colony, etype, state, 4)
                 await con.execute("DELETE FROM process_targets WHERE process_id = $1", pid)
                 await self._event(con, pid, now_ns, "cancelled", actor, "workflow cancelled")
+            graph = await con.fetchrow("SELECT colony_name, state FROM processgraphs WHERE processgraph_id = $1",
+                                       graph_id)  # locked above
             await con.execute("UPDATE processgraphs SET state = 4, end_time = $1 WHERE processgraph_id = $2",
                               now_ns, graph_id)
+            if graph is not None:
+                self._moved(GRAPH, graph[0], "", graph[1], 4)
             return await self._fetch(con, victims)
 
         return await self._run(tx)
@@ -134,6 +141,7 @@ class PostgresWorkflowsMixin(PostgresBase):
             f"INSERT INTO processgraphs ({rows.GRAPH_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
             g.processgraphid, g.initiatorid, g.initiatorname, g.colonyname, _js(g.rootprocessids), g.state,
             int(g.submissiontime.timestamp() * 1_000_000_000), 0, 0)
+        self._tally_add((GRAPH, g.colonyname, "", g.state, 1, ""))
 
     async def _on_graph_claim(self, con: Con, pid: str, graph_id: str, parents: list[str], now: int) -> None:
         """A graph member was assigned: its input is its parents' output, in parent order."""
@@ -150,9 +158,10 @@ class PostgresWorkflowsMixin(PostgresBase):
     async def _update_graph_state(self, con: Con, graph_id: str, now: int) -> None:
         states = [r[0] for r in await con.fetch(f"SELECT state FROM processes WHERE {_IN_GRAPH}", graph_id)]
         new = rows.graph_state(states)
-        old = await con.fetchval("SELECT state FROM processgraphs WHERE processgraph_id = $1", graph_id)
-        if old is None or old == new:
+        row = await con.fetchrow("SELECT state, colony_name FROM processgraphs WHERE processgraph_id = $1", graph_id)
+        if row is None or row[0] == new:
             return
+        self._moved(GRAPH, row[1], "", row[0], new)
         if new == 1:
             await con.execute("UPDATE processgraphs SET state = 1, start_time = CASE WHEN start_time = 0 THEN $1"
                               " ELSE start_time END WHERE processgraph_id = $2", now, graph_id)
@@ -185,11 +194,13 @@ class PostgresWorkflowsMixin(PostgresBase):
                     await con.execute("UPDATE processes SET wait_for_parents = FALSE WHERE process_id = $1", child)
                     changed.append(child)
         elif children:
-            victims = [r[0] for r in await con.fetch(
-                f"SELECT process_id FROM processes WHERE {_IN_GRAPH} AND state IN (0, 1)"
-                " ORDER BY seq", graph_id)]
-            for victim in victims:
+            found = await con.fetch(
+                f"SELECT process_id, colony_name, executor_type, state FROM processes WHERE {_IN_GRAPH}"
+                " AND state IN (0, 1) ORDER BY seq", graph_id)
+            victims = [r[0] for r in found]
+            for victim, colony, etype, state in found:
                 await con.execute("UPDATE processes SET state = 3, exec_deadline = 0 WHERE process_id = $1", victim)
+                self._moved(PROCESS, colony, etype, state, 3)
                 await con.execute("DELETE FROM process_targets WHERE process_id = $1", victim)
                 await self._event(con, victim, now, "failed", "", f"workflow parent {pid} failed")
             changed += victims

@@ -35,6 +35,7 @@ from colonies.storage.sqlite_catalog import SqliteCatalogMixin
 from colonies.storage.sqlite_files import SqliteFilesMixin
 from colonies.storage.sqlite_locations import SqliteLocationsMixin
 from colonies.storage.sqlite_schedules import SqliteSchedulesMixin
+from colonies.storage.sqlite_tally import SqliteTallyMixin
 from colonies.storage.sqlite_workflows import SqliteWorkflowsMixin
 
 _P = rows.PROCESS_COLS
@@ -50,12 +51,13 @@ WAIT_TIMEOUT_ERROR = "Maximum waiting time limit exceeded"
 
 
 class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMixin, SqliteFilesMixin,
-                    SqliteLocationsMixin, SqliteBlueprintsMixin):
+                    SqliteLocationsMixin, SqliteBlueprintsMixin, SqliteTallyMixin):
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
         self.path = path
         self.synchronous = synchronous.upper()
         self._db: sqlite3.Connection | None = None
         self._nonces: dict[tuple[str, str], int] = {}  # accepted, not yet written: (nonce, signer) -> expires
+        self._tally_pending = []  # counted-row changes of the open transaction (colonies.storage.sqlite_tally)
 
     # -- plumbing --------------------------------------------------------------------------------------
     @property
@@ -117,8 +119,12 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
             yield db
         except BaseException:
             db.execute("ROLLBACK")
+            if self._tally_pending:
+                self._tally_committed(False)
             raise
         db.execute("COMMIT")
+        if self._tally_pending:
+            self._tally_committed(True)
         for key, _ in nonces:
             self._nonces.pop(key, None)
 

@@ -152,6 +152,8 @@ class SqliteCatalogMixin(SqliteBase):
         with self._tx() as db:
             db.execute("UPDATE executors SET last_heard = ? WHERE executor_id = ? AND last_heard < ?",
                        (now_ns, executor_id, now_ns - NS))
+        if self.tally is not None:
+            self.tally.touched(executor_id, now_ns)
 
     async def update_executor(self, colony: str, name: str, capabilities: bytes | None,
                               allocations: bytes | None) -> None:
