@@ -36,7 +36,7 @@ CONTAINER_JOB = """\
 # (SIGTERM to the job's processes) must remove the container itself
 name="colonies-slurm-test-${COLONIES_PROCESS_ID:0:16}"
 trap 'podman rm -f -t 0 "$name" >/dev/null 2>&1; exit 143' TERM
-podman run --name "$name" --label colonies.test=1 --label colonies.slurmtest=1 "$1" sleep 300 &
+podman run --name "$name" --label colonies.test=1 --label "colonies.slurmtest=${COLONIES_PROCESS_ID:0:16}" "$1" sleep 300 &
 wait $!
 """
 
@@ -94,6 +94,17 @@ class Run:
         if self.proc is not None:
             stop(self.proc)
 
+    def close(self) -> None:
+        """Kill the executor, cancel what is left of its own jobs (only its own: the cluster is shared)."""
+        self.stop()
+        self.user.close_client()
+        try:
+            prefix = self.prefix()
+        except OSError:
+            return  # it never started
+        for jobid in active_jobs(prefix):
+            slurm("scancel", jobid, check=False)
+
     def submit(self, funcname: str, args: list[Any], **kw: Any) -> str:
         spec = func_spec(funcname, self.colony.name, "slurm", args=args, maxexectime=kw.pop("maxexectime", 120),
                          maxretries=kw.pop("maxretries", -1))
@@ -124,10 +135,7 @@ def run(server: ServerProc, colony: ColonyKeys, tmp_path: Path, request: pytest.
     try:
         yield r
     finally:
-        r.stop()
-        r.user.close_client()
-        for jobid in active_jobs("colonies:"):
-            slurm("scancel", jobid, check=False)
+        r.close()
 
 
 def test_a_job_succeeds_with_its_output_log_and_resources(run: Run) -> None:
@@ -220,8 +228,7 @@ def test_an_sbatch_that_blocks_is_given_up_and_tried_again(server: ServerProc, c
         assert "sbatch did not return within 1.5 s" in r.log_text(pid)
         assert len(jobs_tagged(f"{r.prefix()}{pid}:")) == 1
     finally:
-        r.stop()
-        r.user.close_client()
+        r.close()
 
 
 def test_a_walltime_overrun_ends_timeout_and_fails_the_process(run: Run) -> None:
@@ -267,8 +274,7 @@ def test_twenty_processes_through_a_restart_end_once_each(
         assert not active_jobs(prefix)
         assert re.search(r"[1-9][0-9]* process\(es\) resumed", r.log.read_text())  # picked up, not re-run
     finally:
-        r.stop()
-        r.user.close_client()
+        r.close()
 
 
 @pytest.mark.usefixtures("slurm_env")
@@ -289,8 +295,7 @@ def test_one_squeue_call_per_poll_for_all_jobs(
         for p in pids:
             assert r.wait(p, timeout=60).state == ProcessState.SUCCESS
     finally:
-        r.stop()
-        r.user.close_client()
+        r.close()
     lines = calls.read_text().splitlines()
     polls = [line for line in lines if " -j " in line]
     assert polls, lines
@@ -328,9 +333,8 @@ def test_a_container_in_a_job_is_removed_on_cancel(server: ServerProc, colony: C
         wait_until(lambda: not podman("ps", "-a", "--filter", f"name={name}", "-q", check=False).stdout.strip(), 15,
                    "the container to be removed")
     finally:
-        r.stop()
-        r.user.close_client()
-        left = podman("ps", "-a", "--filter", "label=colonies.slurmtest=1", "-q", check=False).stdout.split()
+        r.close()
+        left = podman("ps", "-a", "--filter", f"label=colonies.slurmtest={pid[:16]}", "-q", check=False).stdout.split()
         if left:
             podman("rm", "-f", "-t", "0", *left, check=False)
     assert not left, "a container outlived its job"
