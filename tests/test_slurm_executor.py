@@ -158,6 +158,40 @@ def test_a_job_succeeds_with_its_output_log_and_resources(run: Run) -> None:
     assert "squaring 7" in run.log_text(square)
 
 
+@pytest.mark.usefixtures("slurm_env")
+def test_spec_fs_is_staged_for_the_job_and_its_output_synced_up(server: ServerProc, colony: ColonyKeys,
+                                                                tmp_path: Path) -> None:
+    """A snapshot goes down into the job's working directory (the kit's --fs-dir/<processid>, on the
+    filesystem the node shares), the job reads it there and writes a synced dir, which goes up after."""
+    from colonies.fs import FileSystem, store_from_env
+
+    store = {"COLONIES_FS_DIR": str(tmp_path / "store")}
+    extra = textwrap.dedent("""
+        [commands.shout]
+        argv = ["bash", "-c", "tr a-z A-Z < in/words.txt > out/loud.txt; pwd"]
+        args = false
+        output = "lines"
+        """)
+    r = Run(server, colony, tmp_path, config(tmp_path, extra=extra), SLURM_CONF=str(SLURM_CONF), **store)
+    (tmp_path / "words.txt").write_text("hello slurm\n")
+    fs = FileSystem(r.user, colony.name, store=store_from_env(store))
+    fs.upload(tmp_path / "words.txt", "/inputs")
+    snap = fs.create_snapshot("/inputs", "inputs-1")
+    spec = func_spec("shout", colony.name, "slurm", maxexectime=60)
+    spec.fs = {"snapshots": [{"snapshotid": snap.snapshotid, "label": "/inputs", "dir": "/in"}],
+               "dirs": [{"label": "/loud/{processid}", "dir": "/out"}]}
+    pid = r.submit_spec(spec)
+    r.start()
+    try:
+        done = r.wait(pid)
+        assert done.state == ProcessState.SUCCESS, done.errors
+        assert done.output == [str(tmp_path / "fs" / pid)]  # the job ran in the staged working directory
+        fs.download(f"/loud/{pid}", "loud.txt", tmp_path / "got")
+        assert (tmp_path / "got" / "loud.txt").read_text() == "HELLO SLURM\n"
+    finally:
+        r.close()
+
+
 def test_a_non_zero_exit_fails_with_the_state_exit_code_and_log_tail(run: Run) -> None:
     pid = run.submit("fail", ["3"])
     done = run.wait(pid)
