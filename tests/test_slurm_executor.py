@@ -5,6 +5,7 @@ client. Jobs are found again in Slurm by the comment the executor gives them (co
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -98,10 +99,9 @@ class Run:
         """Kill the executor, cancel what is left of its own jobs (only its own: the cluster is shared)."""
         self.stop()
         self.user.close_client()
-        try:
-            prefix = self.prefix()
-        except OSError:
+        if self.proc is None:
             return  # it never started
+        prefix = self.prefix()
         for jobid in active_jobs(prefix):
             slurm("scancel", jobid, check=False)
 
@@ -124,6 +124,7 @@ class Run:
     def prefix(self) -> str:
         """The comment prefix of this executor's jobs."""
         key = (Path(self.env["XDG_STATE_HOME"]) / "colonies" / "executors" / self.colony.name / "slurm-1" / "prvkey")
+        wait_until(key.exists, 20, "the executor's key")  # written by its first start
         return f"colonies:{id_of(key.read_text().strip())[:16]}:"
 
 
@@ -307,6 +308,39 @@ def test_twenty_processes_through_a_restart_end_once_each(
         assert per_process == dict.fromkeys(pids, 1)  # one job each: none submitted twice
         assert not active_jobs(prefix)
         assert re.search(r"[1-9][0-9]* process\(es\) resumed", r.log.read_text())  # picked up, not re-run
+    finally:
+        r.close()
+
+
+@pytest.mark.usefixtures("slurm_env")
+def test_a_restart_adopts_a_job_its_state_file_missed_and_cancels_one_it_does_not_know(
+    server: ServerProc, colony: ColonyKeys, tmp_path: Path
+) -> None:
+    """Crash points, made by editing the state file of a killed executor: P1's entry has no job id (killed
+    between sbatch and the write), so the job with P1's comment is adopted, not submitted again; P2 has no
+    entry at all, so its job is an orphan and is cancelled, and P2 runs again once the server re-queues it
+    at its deadline (attempt 1). Each process still ends once, with one job per attempt."""
+    r = Run(server, colony, tmp_path, config(tmp_path, slots=2), SLURM_CONF=str(SLURM_CONF))
+    p1 = r.submit("nap", [4, "one"], maxexectime=12, maxretries=2)
+    p2 = r.submit("nap", [4, "two"], maxexectime=12, maxretries=2)
+    r.start()
+    try:
+        prefix = r.prefix()
+        wait_until(lambda: sorted(s for s, _ in active_jobs(prefix).values()) == ["RUNNING", "RUNNING"], 30,
+                   "both jobs to run")
+        r.stop()
+        state = next((tmp_path / "jobs" / ".state").glob("*.json"))
+        entries = json.loads(state.read_text())
+        entries[p1]["jobid"] = ""
+        del entries[p2]
+        state.write_text(json.dumps(entries))
+        r.start()
+        one, two = r.wait(p1, 30), r.wait(p2, 60)
+        assert (one.state, one.output, one.retries) == (ProcessState.SUCCESS, ["one"], 0), one.errors
+        assert (two.state, two.output, two.retries) == (ProcessState.SUCCESS, ["two"], 1), two.errors
+        jobs = sorted((comment[len(prefix):], state) for state, comment in jobs_tagged(prefix).values())
+        assert jobs == sorted([(f"{p1}:0", "COMPLETED"), (f"{p2}:0", "CANCELLED"), (f"{p2}:1", "COMPLETED")])
+        assert "1 process(es) resumed, 1 job(s) cancelled" in r.log.read_text()
     finally:
         r.close()
 

@@ -166,6 +166,7 @@ class SlurmBackend:
         self.store = store = JobStore(path)
         store.load()
         listed = await self._our_jobs()
+        known = {(pid, e.attempt) for pid, e in store.entries.items()}
         resumed, cancelled = 0, 0
         for pid, entry in list(store.entries.items()):
             if not entry.jobid and (pid, entry.attempt) in listed:  # a crash right after sbatch
@@ -185,7 +186,6 @@ class SlurmBackend:
                 await self._scancel([entry.jobid])
                 cancelled += 1
             self._forget(pid)
-        known = {(pid, e.attempt) for pid, e in store.entries.items()}
         orphans = [j for key, (j, state) in listed.items() if key not in known and state not in TERMINAL]
         if orphans:
             await self._scancel(orphans)
@@ -254,6 +254,9 @@ class SlurmBackend:
         if entry is not None and entry.attempt == attempt and entry.jobid:
             jobid = entry.jobid
             print(f"[colonies] attaching to Slurm job {jobid}, submitted before this executor restarted")
+            if entry.ended:  # watched again: not to be pruned (with its output) meanwhile
+                entry.ended = 0.0
+                self._put(pid, entry)
         else:
             if entry is not None:  # another attempt's job, or a submit that never went out
                 stale = [entry.jobid] if entry.jobid else await self._find(pid, entry.attempt)
