@@ -23,8 +23,9 @@ class _Pool:
     A client used again under another event loop (a second `asyncio.run`) gets a new session there;
     close the client (`aclose`) in each loop that used it, or its connections leak."""
 
-    def __init__(self, ssl_: bool | ssl.SSLContext, timeout: float, max_connections: int) -> None:
+    def __init__(self, ssl_: bool | ssl.SSLContext, timeout: float, max_connections: int, socket: str = "") -> None:
         self.ssl, self.timeout, self.max_connections = ssl_, timeout, max_connections
+        self.socket = socket  # a Unix socket path: every request goes there (a relay), not to host:port
         self.session: aiohttp.ClientSession | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -37,7 +38,11 @@ class _Pool:
         if self.session is None or self.session.closed:
             self.loop = loop
             # keep-alive under uvicorn's 5 s default, so an idle connection is dropped here first
-            connector = aiohttp.TCPConnector(limit=self.max_connections, ssl=self.ssl, keepalive_timeout=4.0)
+            connector: aiohttp.BaseConnector
+            if self.socket:
+                connector = aiohttp.UnixConnector(path=self.socket, limit=self.max_connections, keepalive_timeout=4.0)
+            else:
+                connector = aiohttp.TCPConnector(limit=self.max_connections, ssl=self.ssl, keepalive_timeout=4.0)
             self.session = aiohttp.ClientSession(connector=connector,
                                                  timeout=aiohttp.ClientTimeout(total=self.timeout))
         return self.session
@@ -51,16 +56,20 @@ class _Pool:
 @bind_async
 class AsyncClient(ClientCore):
     def __init__(self, host: str = "127.0.0.1", port: int = 50080, prvkey: str = "", tls: bool = False,
-                 verify: bool | str = True, timeout: float = 30.0, max_connections: int = 100) -> None:
-        scheme = "https" if tls else "http"
+                 verify: bool | str = True, timeout: float = 30.0, max_connections: int = 100,
+                 socket: str = "") -> None:
+        """`socket`: send every request over this Unix socket (a relay's, colonies/executors/relay.py)
+        instead of TCP to host:port; the request is signed as always, so the relay only forwards it."""
+        scheme = "https" if tls and not socket else "http"
         self.url = f"{scheme}://{host}:{port}/api"
         self.prvkey = prvkey
-        self._pool = _Pool(tls_verify(verify), timeout, max_connections)
+        self.socket = socket
+        self._pool = _Pool(tls_verify(verify), timeout, max_connections, socket)
 
     def with_key(self, prvkey: str) -> AsyncClient:
         """A client sharing this one's connection pool, signing with another key."""
         other = object.__new__(AsyncClient)
-        other.url, other.prvkey, other._pool = self.url, prvkey, self._pool
+        other.url, other.prvkey, other._pool, other.socket = self.url, prvkey, self._pool, self.socket
         return other
 
     async def _run(self, call: Call[T]) -> T:

@@ -154,6 +154,11 @@ class ClientCore:
     def remove_executor(self, colony: str, name: str) -> Call[None]:
         return Call({"msgtype": "removeexecutormsg", "colonyname": colony, "executorname": name}, None)
 
+    def report_allocation(self, colony: str, executor_name: str, projects: dict[str, Any]) -> Call[None]:
+        """Report this executor's allocations (`Executor.allocations.projects`; the executor itself signs)."""
+        return Call({"msgtype": "reportallocationmsg", "colonyname": colony, "executorname": executor_name,
+                     "allocations": {"projects": projects}}, None)
+
     def get_executors(self, colony: str) -> Call[list[Executor]]:
         return Call({"msgtype": "getexecutorsmsg", "colonyname": colony}, list[Executor] | None)
 
@@ -174,9 +179,12 @@ class ClientCore:
     def submit(self, spec: FunctionSpec) -> Call[Process]:
         return Call({"msgtype": "submitfuncspecmsg", "spec": _b(spec)}, Process)
 
-    def assign(self, colony: str, timeout: int = 10, cpu: str = "", mem: str = "") -> Call[Process]:
-        msg = {"msgtype": "assignprocessmsg", "colonyname": colony, "timeout": timeout,
-               "availablecpu": cpu, "availablemem": mem}
+    def assign(self, colony: str, timeout: int = 10, cpu: str = "", mem: str = "", exectime: int = 0) -> Call[Process]:
+        """`exectime` (our extension, seconds): only a process with 0 < maxexectime <= exectime is assigned."""
+        msg: dict[str, Any] = {"msgtype": "assignprocessmsg", "colonyname": colony, "timeout": timeout,
+                               "availablecpu": cpu, "availablemem": mem}
+        if exectime > 0:
+            msg["availableexectime"] = exectime
         return Call(msg, Process, timeout=(timeout + 10) if timeout > 0 else None)
 
     def get_process(self, process_id: str) -> Call[Process]:

@@ -15,16 +15,19 @@ T = TypeVar("T")
 @bind_sync
 class Client(ClientCore):
     def __init__(self, host: str = "127.0.0.1", port: int = 50080, prvkey: str = "", tls: bool = False,
-                 verify: bool | str = True, timeout: float = 30.0) -> None:
-        scheme = "https" if tls else "http"
+                 verify: bool | str = True, timeout: float = 30.0, socket: str = "") -> None:
+        """`socket`: send every request over this Unix socket (a relay's) instead of TCP to host:port."""
+        scheme = "https" if tls and not socket else "http"
         self.url = f"{scheme}://{host}:{port}/api"
         self.prvkey = prvkey
-        self._http = httpx.Client(timeout=timeout, verify=tls_verify(verify))
+        self.socket = socket
+        transport = httpx.HTTPTransport(uds=socket) if socket else None
+        self._http = httpx.Client(timeout=timeout, verify=tls_verify(verify), transport=transport)
 
     def with_key(self, prvkey: str) -> Client:
         """A client sharing this one's connection pool, signing with another key."""
         other = object.__new__(Client)
-        other.url, other.prvkey, other._http = self.url, prvkey, self._http
+        other.url, other.prvkey, other._http, other.socket = self.url, prvkey, self._http, self.socket
         return other
 
     def _run(self, call: Call[T]) -> T:

@@ -166,6 +166,9 @@ class AssignProcessMsg(ColonyNameMsg):
     timeout: int = 0
     availablecpu: str = ""
     availablemem: str = ""
+    # Our extension: the seconds the executor can still give a process (a pilot slot's remaining walltime).
+    # When > 0, only a process whose maxexectime is set and at most this is assigned. 0: no limit.
+    availableexectime: int = 0
 
 
 class ProcessIdMsg(Msg):

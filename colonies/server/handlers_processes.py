@@ -138,6 +138,7 @@ async def assign(s: Services, signer: str, msg: m.AssignProcessMsg) -> Process:
         executor_type=executor.executortype, location=executor.locationname,
         cpu_millis=parse_cpu(msg.availablecpu) if msg.availablecpu else None,
         mem_bytes=parse_mem(msg.availablemem) if msg.availablemem else None, approved_only=True,
+        max_exec_s=msg.availableexectime if msg.availableexectime > 0 else None,
     )
     deadline = monotonic() + max(msg.timeout, 0)
     while True:

@@ -48,6 +48,7 @@ class ClaimRequest:
     location: str = ""
     cpu_millis: int | None = None  # None: unlimited
     mem_bytes: int | None = None
+    max_exec_s: int | None = None  # only processes with 0 < maxexectime <= this; None: any
     # The server sets it: claim only while `executor_id` is an APPROVED executor of the colony under
     # `executor_name`, checked in the claim's own transaction (a revoked executor gets nothing);
     # otherwise the claim raises Forbidden.

@@ -405,6 +405,9 @@ class PostgresStorage(PostgresWorkflowsMixin, PostgresSchedulesMixin, PostgresCa
         if req.mem_bytes is not None:
             args.append(req.mem_bytes)
             extra += f" AND p.mem <= ${len(args)}"
+        if req.max_exec_s is not None:
+            args.append(req.max_exec_s)
+            extra += f" AND p.max_exec_time > 0 AND p.max_exec_time <= ${len(args)}"
         # The revocation fence: the executor's row, still APPROVED, under a key-share lock that reject and
         # remove (SELECT … FOR UPDATE) wait for, and that waits for them (then re-reads the new state).
         elig, pick_if = "", ""

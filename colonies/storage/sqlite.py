@@ -342,6 +342,9 @@ class SqliteStorage(SqliteWorkflowsMixin, SqliteSchedulesMixin, SqliteCatalogMix
         if req.mem_bytes is not None:
             extra += " AND mem <= ?"
             args.append(req.mem_bytes)
+        if req.max_exec_s is not None:
+            extra += " AND max_exec_time > 0 AND max_exec_time <= ?"
+            args.append(req.max_exec_s)
         open_row = db.execute(
             "SELECT process_id, priority_time FROM processes INDEXED BY processes_queue"
             " WHERE colony_name = ? AND executor_type = ? AND state = 0 AND wait_for_parents = 0"
