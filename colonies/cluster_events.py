@@ -9,6 +9,11 @@ subscriber wants the process, the full process is read from storage first. Colon
 (resume, colony removed) and revocations (an executor rejected or removed: its parked polls end and
 membership caches are dropped) travel the same way.
 
+With /metrics on, each replica's count changes (colonies.storage.tally) go along too: numbered per
+replica, riding on the next process event when there is one (the usual case: a handler publishes right
+after its storage call), otherwise sent on their own. A receiver that sees a gap in a sender's numbers,
+or whose LISTEN connection had to be re-established, reads the counts from the database again.
+
 Delivery is best effort, like the in-memory bus: a notification lost while the connection is being
 re-established only delays a parked assign until its own timeout. The LISTEN connection must be a
 direct (session) connection, not PgBouncer in transaction mode.
@@ -28,21 +33,25 @@ import orjson
 from colonies.model import Conditions, FunctionSpec, Process
 from colonies.scheduler import EventBus
 from colonies.storage.base import Storage
+from colonies.storage.tally import Delta, Tally
 
 log = logging.getLogger("colonies.cluster_events")
 
 CHANNEL = "colonies_events"
 MAX_PAYLOAD = 7900  # PostgreSQL's limit is 8000 bytes
 MAX_BATCH = 256
+COUNTS_BUDGET = 6000  # bytes of count changes per message (the rest of MAX_PAYLOAD is the event)
 RECONNECT_ATTEMPTS = 5
 RECONNECT_ROUNDS = 60  # about 2 minutes of backoff for the LISTEN connection
 
 
-def encode(replica: str, p: Process) -> str:
+def encode(replica: str, p: Process, counts: dict[str, Any] | None = None) -> str:
     c = p.spec.conditions
     msg: dict[str, Any] = {"r": replica, "p": p.processid, "c": c.colonyname, "t": c.executortype, "s": p.state,
                            "w": p.waitforparents, "n": c.executornames or [],
                            "x": bool(c.cpu or c.mem or c.locationname)}
+    if counts:
+        msg.update(counts)
     text = orjson.dumps(msg).decode()
     if len(text.encode()) > MAX_PAYLOAD:
         # Too many target names: drop them and wake every waiter of the type instead (they re-check).
@@ -67,10 +76,30 @@ def encode_revoke(replica: str, colony: str, executor_name: str) -> str:
     return orjson.dumps({"r": replica, "k": "revoke", "c": colony, "e": executor_name}).decode()
 
 
+def encode_counts(replica: str, counts: dict[str, Any]) -> str:
+    """Count changes on their own (no process event to ride on)."""
+    return orjson.dumps({"r": replica, "k": "tally", **counts}).decode()
+
+
+def counts_message(seq: int, deltas: list[Delta], heard: dict[str, int]) -> dict[str, Any]:
+    return {"q": seq, "d": deltas, "h": heard}
+
+
+def decode_counts(m: dict[str, Any]) -> tuple[int, list[Delta], dict[str, int]] | None:
+    """The count changes a message carries, if any: (sequence number, deltas, signs of life)."""
+    if "q" not in m:
+        return None
+    deltas = [(int(k), str(c), str(t), int(s), int(n), str(i)) for k, c, t, s, n, i in m.get("d", [])]
+    return int(m["q"]), deltas, {str(i): int(ts) for i, ts in m.get("h", {}).items()}
+
+
 def decode(payload: str) -> tuple[str, Process | str | Revoke]:
     """(sender replica id, a minimal Process that drives EventBus.publish the same way the full one
     would), or (sender, colony name) for a colony-wide wake, or (sender, Revoke)."""
-    m = orjson.loads(payload)
+    return decode_message(orjson.loads(payload))
+
+
+def decode_message(m: dict[str, Any]) -> tuple[str, Process | str | Revoke]:
     if m.get("k") == "wake":
         return m["r"], str(m["c"])
     if m.get("k") == "revoke":
@@ -95,12 +124,17 @@ class ClusterEvents:
         self._sender: asyncio.Task[None] | None = None
         self._fetches: set[asyncio.Task[None]] = set()
         self._connecting = asyncio.Lock()
+        self.tally: Tally | None = storage.tally
+        self._counts_due = False
+        self._reseed: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._connect()
         self.bus.forward = self._forward
         self.bus.forward_wake = self._forward_wake
         self.bus.forward_revoke = self._forward_revoke
+        if self.tally is not None:
+            self.tally.forward = self._counts_ready
         self._sender = asyncio.create_task(self._send_loop(), name="cluster-events-sender")
 
     async def stop(self) -> None:
@@ -110,6 +144,8 @@ class ClusterEvents:
             self.bus.forward_wake = None
         if self.bus.forward_revoke == self._forward_revoke:
             self.bus.forward_revoke = None
+        if self.tally is not None and self.tally.forward == self._counts_ready:
+            self.tally.forward = None
         if self._sender is not None:
             sender, self._sender = self._sender, None
             sender.cancel()
@@ -153,6 +189,7 @@ class ClusterEvents:
             try:
                 await self._connect()
                 log.warning("cluster events: LISTEN connection re-established")
+                self._seed_again("the LISTEN connection was re-established")  # notifications may be lost
                 return
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                 log.warning("cluster events: reconnect failed (%s), attempt %d", e, attempt + 1)
@@ -161,7 +198,51 @@ class ClusterEvents:
 
     # -- outgoing ------------------------------------------------------------------------------------------
     def _forward(self, p: Process) -> None:
+        chunks = self._count_chunks()
+        if len(chunks) == 1:  # the count changes of the operation that published this event, usually
+            text = encode(self.replica_id, p, chunks[0])
+            if len(text.encode()) <= MAX_PAYLOAD:
+                self._send(text)
+                return
+        for chunk in chunks:
+            self._send(encode_counts(self.replica_id, chunk))
         self._send(encode(self.replica_id, p))
+
+    def _counts_ready(self) -> None:
+        """Local count changes wait: they go with the next event, or on their own right after."""
+        if not self._counts_due:
+            self._counts_due = True
+            asyncio.get_running_loop().call_soon(self._flush_counts)
+
+    def _flush_counts(self) -> None:
+        self._counts_due = False
+        for chunk in self._count_chunks():
+            self._send(encode_counts(self.replica_id, chunk))
+
+    def _count_chunks(self) -> list[dict[str, Any]]:
+        """The waiting count changes as numbered messages of at most COUNTS_BUDGET bytes each."""
+        tally = self.tally
+        if tally is None or not (tally.outbox or tally.heard_out):
+            return []
+        deltas, heard = tally.take_outbox()
+        items: list[tuple[Delta | None, str, int]] = [(d, "", 0) for d in deltas]
+        items += [(None, i, ts) for i, ts in heard.items()]
+        chunks: list[dict[str, Any]] = []
+        part: list[Delta] = []
+        part_heard: dict[str, int] = {}
+        size = 0
+        for d, ident, ts in items:
+            n = len(orjson.dumps(d)) + 1 if d is not None else len(ident) + 24
+            if size + n > COUNTS_BUDGET and (part or part_heard):
+                chunks.append(counts_message(tally.next_seq(), part, part_heard))
+                part, part_heard, size = [], {}, 0
+            if d is not None:
+                part.append(d)
+            else:
+                part_heard[ident] = ts
+            size += n
+        chunks.append(counts_message(tally.next_seq(), part, part_heard))
+        return chunks
 
     def _forward_wake(self, colony: str) -> None:
         self._send(encode_wake(self.replica_id, colony))
@@ -196,13 +277,19 @@ class ClusterEvents:
     # -- incoming ------------------------------------------------------------------------------------------
     def _on_notify(self, con: object, pid: int, channel: str, payload: str) -> None:
         try:
-            replica, p = decode(payload)
+            m = orjson.loads(payload)
+            if m["r"] == self.replica_id:
+                return
+            counts = decode_counts(m)
+            replica, p = ("", "") if m.get("k") == "tally" else decode_message(m)
         except (ValueError, KeyError, TypeError):
             log.warning("cluster events: bad payload %r", payload[:200])
             return
-        if replica == self.replica_id:
-            return
         self.received += 1
+        if counts is not None and self.tally is not None and not self.tally.remote(str(m["r"]), *counts):
+            self._seed_again(f"count changes of replica {m['r']} were lost")
+        if not replica:
+            return
         if isinstance(p, Revoke):
             self.bus.revoke(p.colony, p.executor_name, local=False)
         elif isinstance(p, str):
@@ -213,6 +300,21 @@ class ClusterEvents:
             task.add_done_callback(self._fetches.discard)
         else:
             self.bus.publish(p, local=False)
+
+    def _seed_again(self, why: str) -> None:
+        """Read the counts from the database again (once at a time)."""
+        if self.tally is None or (self._reseed is not None and not self._reseed.done()):
+            return
+        log.warning("cluster events: %s; reading the counts for /metrics again", why)
+        self._reseed = asyncio.get_running_loop().create_task(self._reseed_counts(), name="cluster-events-reseed")
+        self._fetches.add(self._reseed)
+        self._reseed.add_done_callback(self._fetches.discard)
+
+    async def _reseed_counts(self) -> None:
+        try:
+            await self.storage.seed_tally()
+        except Exception as e:  # noqa: BLE001 - the counts stay as they were; the next gap tries again
+            log.warning("cluster events: reading the counts failed: %s", e)
 
     def _has_subscribers(self, p: Process) -> bool:
         c = p.spec.conditions

@@ -68,6 +68,10 @@ class Config:
     build_time: str = field(default="", metadata={"env": "BUILD_TIME"})
     log_level: str = field(default="INFO", metadata={"env": "COLONIES_LOG_LEVEL"})
     dashboard: bool = field(default=False, metadata={"env": "COLONIES_DASHBOARD"})  # the web dashboard at /
+    # GET /metrics (Prometheus); with a token, scrapes must send it as a bearer token and then also see
+    # colony and executor type names as labels (docs/metrics.md)
+    metrics: bool = field(default=False, metadata={"env": "COLONIES_METRICS"})
+    metrics_token: str = field(default="", metadata={"env": "COLONIES_METRICS_TOKEN"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

@@ -167,6 +167,10 @@ class EventBus:
     def waiting(self) -> int:
         return sum(len(q) for q in self._waiters.values())
 
+    def parked(self) -> dict[Key, int]:
+        """Parked assign long-polls per (colony, executor type)."""
+        return {k: len(q) for k, q in self._waiters.items()}
+
     # -- subscriptions -------------------------------------------------------------------------------
     def subscribe(self, sub: Subscription) -> Callable[[], None]:
         if sub.process_id:

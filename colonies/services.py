@@ -11,6 +11,7 @@ from colonies.clock import Clock
 from colonies.cluster import Leadership, SingleNode, local_node
 from colonies.config import Config
 from colonies.errors import BadRequest
+from colonies.metrics import Metrics
 from colonies.protocol.crypto import sha3_hex
 from colonies.scheduler import EventBus
 from colonies.security import Guard
@@ -28,6 +29,7 @@ class Services:
     channels: ChannelHub = field(default_factory=ChannelHub)
     guard: Guard = field(init=False)
     leadership: Leadership | None = None
+    metrics: Metrics | None = None  # with COLONIES_METRICS: what /metrics reports (colonies.metrics)
 
     def __post_init__(self) -> None:
         self.guard = Guard(self.storage, self.clock.now_ns)

@@ -87,17 +87,25 @@ def database_drop(
 
 @monitor_app.command("start")
 def monitor_start() -> None:
-    """The original runs a separate Prometheus exporter; here the server is asked for /metrics."""
+    """The original runs a separate Prometheus exporter; here the server serves GET /metrics itself
+    (COLONIES_METRICS=true): this names the address to scrape, sending COLONIES_METRICS_TOKEN if set."""
     import httpx
 
     scheme = "https" if TARGET.tls else "http"
     url = f"{scheme}://{TARGET.host}:{TARGET.port}/metrics"
+    token = os.environ.get("COLONIES_METRICS_TOKEN", "")
     try:
-        found = httpx.get(url, timeout=5).status_code == 200
+        status = httpx.get(url, timeout=5, headers={"Authorization": f"Bearer {token}"} if token else {}).status_code
     except httpx.HTTPError:
-        found = False
-    if found:
-        raise CLIError(f"no separate monitor is needed: the server serves Prometheus metrics at {url}; "
-                       "add it as a scrape target")
+        status = 0
+    if status == 200:
+        names = " (with colony names: the token is accepted)" if token else ""
+        typer.echo(f"no separate monitor is needed: the server serves Prometheus metrics at {url}{names}; "
+                   "add it as a scrape target")
+        return
+    if status == 401:
+        raise CLIError(f"the server serves Prometheus metrics at {url} behind a bearer token: set "
+                       "COLONIES_METRICS_TOKEN to the server's (and `authorization` in the scrape config)")
     raise CLIError(f"no separate monitor exists here, and the server at {TARGET.host}:{TARGET.port} serves no "
-                   "/metrics: use `colonies server stats` / `colonies colony stats` (or --json) for counts")
+                   "/metrics (start it with COLONIES_METRICS=true): use `colonies server stats` / "
+                   "`colonies colony stats` (or --json) for counts")

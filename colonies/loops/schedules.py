@@ -78,6 +78,8 @@ async def fire_generator(s: Services, g: Generator, count: int, now: int) -> lis
 
     processes = await s.storage.fire_generator(g.generatorid, count, build, now)
     publish_roots(s, processes)
+    if processes and s.metrics is not None:
+        s.metrics.generator_fires += 1
     return processes
 
 
@@ -136,6 +138,8 @@ async def fire_cron(s: Services, c: Cron, now: int) -> bool:
     if not await s.storage.fire_cron(c.cronid, to_ns(c.nextrun), next_run(c, now), processes, graph, now):
         return False
     publish_roots(s, processes)
+    if s.metrics is not None:
+        s.metrics.cron_fires += 1
     return True
 
 

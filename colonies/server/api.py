@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -29,6 +30,7 @@ class ApiApp:
         self.s = services
         self.max_body = services.config.max_body_bytes
         self.requests = 0
+        self.metrics = services.metrics
         c = services.config
         self.fresh = Freshness(services.storage, services.now, c.replay_window_s, c.require_fresh_signatures)
 
@@ -39,15 +41,22 @@ class ApiApp:
         if scope["method"] != "POST":
             await _send(send, 405, envelope.error_body(405, "only POST is allowed on /api"))
             return
+        started = perf_counter()
+        kind = ""  # the payload type, once the envelope is read
         try:
             body = await self._read_body(scope, receive)
-            status, reply = await self._handle(body, receive)
+            self.requests += 1
+            opened = envelope.open_request(body)
+            kind = opened[0].payloadtype
+            status, reply = await self._handle(opened, receive)
         except ColoniesError as exc:
             status, reply = exc.status, envelope.encode_error(exc)
         except Exception as exc:  # a bug outside the handlers (envelope, signature): still an envelope
             log.exception("internal error opening a request")
             status, reply = 500, envelope.encode_error(Internal(f"internal error: {type(exc).__name__}"))
         await _send(send, status, reply)
+        if self.metrics is not None:
+            self.metrics.request(kind, status, perf_counter() - started)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         for name, value in scope["headers"]:
@@ -72,9 +81,8 @@ class ApiApp:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _handle(self, body: bytes, receive: Receive) -> tuple[int, bytes]:
-        self.requests += 1
-        req, msg, signer = envelope.open_request(body)
+    async def _handle(self, opened: tuple[envelope.RPCRequest, Msg, str], receive: Receive) -> tuple[int, bytes]:
+        req, msg, signer = opened
         if req.payloadtype == "versionmsg":
             return 200, envelope.encode_reply("versionmsg", self._version(msg))
         if req.payloadtype == "getserverinfomsg":

@@ -18,7 +18,10 @@ from colonies.cluster import Leadership, create_leadership
 from colonies.config import Config
 from colonies.loops import schedules, steps
 from colonies.loops.runner import Runner
+from colonies.metrics import Metrics
 from colonies.server.api import ApiApp
+from colonies.server.dispatch import HANDLERS
+from colonies.server.metrics_page import metrics_routes
 from colonies.server.pubsub import pubsub
 from colonies.server.web import web_routes
 from colonies.services import Services
@@ -48,8 +51,11 @@ def create_app(config: Config, storage: Storage, clock: Clock | None = None,
                run_loops: bool = True, leadership: Leadership | None = None) -> App:
     """Deadlines run on every replica; crons, generators, retention and stale-executor cleanup only
     while `leadership.is_leader()` (see colonies.cluster)."""
+    metrics = Metrics([*HANDLERS, "versionmsg", "getserverinfomsg"]) if config.metrics else None
+    if metrics is not None:
+        metrics.instrument(storage)
     services = Services(config=config, storage=storage, clock=clock or SystemClock(),
-                        leadership=leadership or create_leadership(config))
+                        leadership=leadership or create_leadership(config), metrics=metrics)
     services.channels = ChannelHub(ChannelLimits.from_config(config), services.bus, services.now)
     runner = Runner(services.now, services.is_leader)
     runner.add("deadlines", config.timeout_period_ms / 1000, lambda now: steps.deadlines(services, now))
@@ -69,9 +75,13 @@ def create_app(config: Config, storage: Storage, clock: Clock | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await storage.open()
+        if metrics is not None:
+            storage.tally = metrics.tally  # before listening: count changes go to other replicas too
         # A shared database (PostgreSQL) carries events between replicas: see colonies.cluster_events.
         listen = getattr(storage, "listen", None)
         events = await listen(services.bus) if listen is not None else None
+        if metrics is not None:
+            await storage.start_tally(metrics.tally)  # the counts behind /metrics, read once
         if config.server_id and await storage.get_server_id() != config.server_id:
             await storage.set_server_id(config.server_id)
         if run_loops:
@@ -94,6 +104,7 @@ def create_app(config: Config, storage: Storage, clock: Clock | None = None,
         routes=[
             Route("/api", api, methods=["POST", "GET", "OPTIONS", "PUT", "DELETE"]),
             Route("/health", health, methods=["GET"]),
+            *metrics_routes(services),  # GET /metrics with COLONIES_METRICS (colonies.server.metrics_page)
             WebSocketRoute("/pubsub", pubsub),
             *web_routes(config),  # /, /executor, /static (colonies.server.web)
         ],

@@ -140,7 +140,8 @@ async def assign(s: Services, signer: str, msg: m.AssignProcessMsg) -> Process:
         mem_bytes=parse_mem(msg.availablemem) if msg.availablemem else None, approved_only=True,
         max_exec_s=msg.availableexectime if msg.availableexectime > 0 else None,
     )
-    deadline = monotonic() + max(msg.timeout, 0)
+    started = monotonic()
+    deadline = started + max(msg.timeout, 0)
     while True:
         waiter = s.bus.park(req.colony, req.executor_type, req.executor_name)
         consumed = False
@@ -153,6 +154,8 @@ async def assign(s: Services, signer: str, msg: m.AssignProcessMsg) -> Process:
                 p = await s.storage.claim(req, s.now())
                 if p is not None:
                     s.bus.publish(p)
+                    if s.metrics is not None:
+                        s.metrics.assigned(p, monotonic() - started)
                     return p
                 if msg.timeout < 0:
                     raise NotFound("No process available for assignment")

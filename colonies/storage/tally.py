@@ -111,12 +111,16 @@ class Tally:
         return self._held is not None
 
     # -- between replicas ----------------------------------------------------------------------------------
-    def take_outbox(self) -> tuple[int, list[Delta], dict[str, int]]:
-        """The waiting local changes, numbered for the other replicas."""
-        self._seq += 1
+    def take_outbox(self) -> tuple[list[Delta], dict[str, int]]:
+        """The local changes waiting to go to the other replicas (deltas, signs of life)."""
         out, heard = self.outbox, self.heard_out
         self.outbox, self.heard_out = [], {}
-        return self._seq, out, heard
+        return out, heard
+
+    def next_seq(self) -> int:
+        """The number of the next message of count changes this replica sends (1, 2, …)."""
+        self._seq += 1
+        return self._seq
 
     def remote(self, replica: str, seq: int, deltas: Sequence[Delta], heard: dict[str, int]) -> bool:
         """Changes from another replica. False when some of its earlier ones never arrived (seed again)."""
