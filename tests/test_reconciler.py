@@ -191,6 +191,10 @@ async def test_the_cron_reconciles_every_blueprint_of_the_kind_at_its_location(h
     assert ["a", "b"] in here.pruned and ["c"] in there.pruned
     for name in ("a", "b", "c"):
         assert (await h.status(name))["generation"] == 1
+    # (a cron-fired process gets the previous round's output as its input: the kit ignores it)
+    assert await h.user.get_processes(h.col.name, state=ProcessState.FAILED) == []
+    fired = await h.user.get_processes(h.col.name, state=ProcessState.SUCCESS, executortype=TYPE)
+    assert any(p.spec.kwargs == {"kind": "Widget"} and p.input for p in fired)
 
     # A removed blueprint is cleaned up, then no longer reconciled, and the cron of its location goes with it.
     await h.user.remove_blueprint(h.col.name, "c")

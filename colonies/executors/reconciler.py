@@ -159,7 +159,8 @@ class _Dispatch:
         self.ex.function(self.reconcile, name=r.function_name)
 
     # -- what the kit calls ---------------------------------------------------------------------------------
-    async def reconcile(self, ctx: Context, **kwargs: Any) -> Any:
+    async def reconcile(self, *_input: Any, ctx: Context, **kwargs: Any) -> Any:
+        # (positional: a cron-fired process gets the previous round's output as its input; not used)
         r, rc, name = self._start(ctx, kwargs)
         if self._elsewhere(r, rc):
             return await self._hand_on(rc)
@@ -167,7 +168,7 @@ class _Dispatch:
             return await self._reconcile_named(r, rc, name)
         return await self._reconcile_kind(r, rc)
 
-    async def cleanup(self, ctx: Context, **kwargs: Any) -> Any:
+    async def cleanup(self, *_input: Any, ctx: Context, **kwargs: Any) -> Any:
         r, rc, name = self._start(ctx, kwargs)
         if not name:
             raise ProcessFailed("cleanup needs kwargs.blueprintName")
