@@ -244,11 +244,13 @@ async def _legacy_duplicate(storage: Storage, colony: str, name: str, executor_i
     """An executor row sharing another colony's executor id, as a database from before ids were
     unique may hold (the add path refuses it now, so it is written directly)."""
     sql = f"INSERT INTO executors ({rows.EXECUTOR_COLS}) VALUES " + "({})"
-    values = (executor_id, "t", name, colony, int(ExecutorState.APPROVED), False, T0, 0, "", None, None)
+    values = (executor_id, "t", name, colony, int(ExecutorState.APPROVED), False, T0, 0, "", None, None, "", 0)
+    n = len(rows.EXECUTOR_COLS.split(","))
+    assert n == len(values), "rows.EXECUTOR_COLS changed: give the new columns a value here"
     if isinstance(storage, SqliteStorage):
-        storage.db.execute(sql.format(",".join("?" * 11)), values)
+        storage.db.execute(sql.format(",".join("?" * n)), values)
     else:
-        await storage.pool.execute(sql.format(",".join(f"${i}" for i in range(1, 12))), *values)  # type: ignore[attr-defined]
+        await storage.pool.execute(sql.format(",".join(f"${i}" for i in range(1, n + 1))), *values)  # type: ignore[attr-defined]
 
 
 async def test_removing_an_executor_requeues_only_its_own_colonys_work(w: World) -> None:
