@@ -2,7 +2,8 @@
 `colonies executor run colonies.executors.deployment:deployment_executor` against a real server keeps a
 blueprint's executor containers running. Declare 2 → 2 containers and 2 registered executors (carrying
 blueprintid/blueprintgen) that pull and run work; kill one → back to 2 within one reconcile interval; update
-to 3 → 3 with the first two untouched; change the env → all replaced by the new generation; delete → no
+to 3 → 3 with the first two untouched; change the env → all replaced by the new generation; an executor
+removed by hand → its container replaced; scale to 1 → the others drained and deregistered; delete → no
 container, executor or secret left.
 
 Every container, secret and image made here carries the label colonies.test=1 and is removed at teardown.
@@ -249,6 +250,21 @@ def test_declare_heal_scale_update_and_delete(deployer: Deployer, work_image: st
     assert len({labels[L_TEMPLATE] for labels in updated.values()} | {scaled[new][L_TEMPLATE]}) == 2
     assert {e.blueprintgen for e in d.executors(bp)} == {3}
     assert [o[1] for o in d.run_work("second", 2)] == ["v3", "v3"]
+
+    # An executor removed by hand: its container is replaced by one with a new identity.
+    victim = min(updated)
+    with d.srv.client(d.col.colony_prvkey) as owner:
+        owner.remove_executor(colony, updated[victim][L_EXECUTOR])
+    after = wait_until(lambda: d.settled_without(bp, 3, 3, {victim}), 30, "the replacement of the removed one")
+    assert set(updated) - {victim} < set(after)  # the other two untouched
+
+    # Scaled down to 1: replica 0 stays, the others drain and go, their executors with them.
+    spec["replicas"] = 1
+    bp = d.user.update_blueprint(blueprint(colony, "ExecutorDeployment", "workers", spec))
+    [(last, labels)] = wait_until(lambda: d.settled(bp, 1, 4), 30, "1 replica").items()
+    assert labels[L_REPLICA] == "0" and last in after
+    gone = {after[n][L_EXECUTOR] for n in after if n != last}
+    assert not gone & {e.executorname for e in d.executors(bp)} and len(d.secrets()) == 1
 
     # Deleted: no container, no executor of the blueprint, no key secret.
     d.user.remove_blueprint(colony, "workers")

@@ -29,8 +29,9 @@ Every container is labelled colonies.managed-by=executor-deployment, colonies.co
 colonies.template (a hash of everything in the spec but `replicas`) and colonies.executor (its executor's
 name). Each reconcile compares the labelled containers with the spec:
 
-* a container no longer running (killed, crashed) is removed with its secret and executor, its last log
-  lines going to the process log, and its replica started again;
+* a container no longer running (killed, crashed), or whose executor is no longer approved (removed or
+  rejected by hand), is removed with its secret and executor, its last log lines going to the process
+  log, and its replica started again;
 * replicas missing are started; those past `replicas` are removed (scale down, highest index first), each
   stopped with SIGTERM so its executor drains (`stopTimeout` s, then SIGKILL) and then removed from the
   colony; a replicas-only change restarts nothing;
@@ -59,7 +60,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -281,17 +282,21 @@ class ExecutorDeployment(Reconciler):
         md = bp.metadata
         template = spec.template()
         found = await self.podman.replicas(**{L_COLONY: ctx.colony, L_NAME: md.name})
+        registered = [e for e in await ctx.client.get_executors(ctx.colony) or []
+                      if e.blueprintid == bp.blueprintid and e.state != ExecutorState.UNREGISTERED]
+        approved = {e.executorname for e in registered if e.state == ExecutorState.APPROVED}
         stale = [r for r in found if r.blueprint_id != bp.blueprintid]
         live = [r for r in found if r.blueprint_id == bp.blueprintid]
-        dead = [r for r in live if not r.running]
-        running = [r for r in live if r.running]
+        # not running, or running with an identity no longer approved (removed, rejected by hand): replaced
+        dead = [r for r in live if not r.running or r.executor not in approved]
+        running = [r for r in live if r not in dead]
         outdated = [r for r in running if r.labels.get(L_TEMPLATE) != template]
         keep: list[Replica] = []
         excess: list[Replica] = []
         for r in sorted((r for r in running if r.labels.get(L_TEMPLATE) == template), key=lambda r: (r.index, r.created)):
             (keep if 0 <= r.index < spec.replicas and r.index not in {k.index for k in keep} else excess).append(r)
         for r in dead:
-            await self._last_words(r)
+            await self._last_words(r, approved)
         # dead ones first (their replica is started again below), then the new replicas, then the old ones
         await self._remove(owner, ctx.colony, [*stale, *dead], graceful=False)
         taken = {k.index for k in keep}
@@ -300,7 +305,8 @@ class ExecutorDeployment(Reconciler):
             started.append(await self._start(owner, ctx, bp, spec, template, index))
         await self._remove(owner, ctx.colony, sorted([*excess, *outdated], key=lambda r: -r.index))
         names = {r.executor: r.index for r in keep} | {name: i for name, i in started}
-        await self._remove_orphans(owner, ctx, lambda e: e.blueprintid == bp.blueprintid and e.executorname not in names)
+        handled = {r.executor for r in live}
+        await self._remove_orphans(owner, ctx.colony, [e for e in registered if e.executorname not in handled])
         await self._sweep_secrets(ctx.colony, md.name, {f"{_prefix(ctx.colony)}{n}" for n in names})
         if started or dead or excess or outdated or stale:
             log.info("%s: %d running, %d started, %d replaced after exit, %d removed (scale down), %d updated",
@@ -323,7 +329,9 @@ class ExecutorDeployment(Reconciler):
                 return False
             return bid in ids or (bid not in existing and pattern.fullmatch(e.executorname) is not None)
 
-        await self._remove_orphans(owner, ctx, ours)
+        listed = await ctx.client.get_executors(ref.colony) or []
+        await self._remove_orphans(owner, ref.colony, [e for e in listed if e.state != ExecutorState.UNREGISTERED
+                                                       and ours(e)])
         await self._sweep_secrets(ref.colony, ref.name, set())
         log.info("cleanup of %s: %d container(s) removed", ref.name, len(doomed))
 
@@ -403,8 +411,12 @@ class ExecutorDeployment(Reconciler):
                  md.generation)
         return name, index
 
-    async def _last_words(self, r: Replica) -> None:
-        """The last lines of a container that is no longer running, for the process log."""
+    async def _last_words(self, r: Replica, approved: set[str]) -> None:
+        """Why a replica is replaced, with the last lines of a container no longer running, for the process log."""
+        if r.running:
+            log.warning("%s (replica %s): its executor %s is no longer approved; replacing it", r.name,
+                        r.labels.get(L_REPLICA, "?"), r.executor)
+            return
         try:
             out = await self.podman("logs", "--tail", "5", r.name, check=False)
         except TimeoutError:
@@ -425,12 +437,11 @@ class ExecutorDeployment(Reconciler):
                 await _remove_executor(owner, colony, r.executor)
         await asyncio.gather(*(one(r) for r in replicas))
 
-    async def _remove_orphans(self, owner: AsyncClient, ctx: ReconcileContext,
-                              ours: Callable[[Executor_], bool]) -> None:
-        for e in await ctx.client.get_executors(ctx.colony) or []:
-            if e.state != ExecutorState.UNREGISTERED and ours(e):  # removed ones stay listed, unregistered
-                log.info("removing executor %s (blueprint %s): it has no container", e.executorname, e.blueprintid)
-                await _remove_executor(owner, ctx.colony, e.executorname)
+    async def _remove_orphans(self, owner: AsyncClient, colony: str, orphans: Iterable[Executor_]) -> None:
+        """Remove executors that have no container (a removed one stays listed, UNREGISTERED: skip those)."""
+        for e in orphans:
+            log.info("removing executor %s (blueprint %s): it has no container", e.executorname, e.blueprintid)
+            await _remove_executor(owner, colony, e.executorname)
 
     async def _sweep_secrets(self, colony: str, name: str, keep: set[str]) -> None:
         """Remove the key secrets of this blueprint's replicas whose container is gone."""
