@@ -3,7 +3,7 @@ served by the executor kit reconciles the blueprint a change names and writes it
 generation it observed; a failure is retried, recorded in the status and fails the process with one line;
 the (kind, location) cron reconciles every blueprint of the kind at its location and prunes; cleanup runs
 with the removed blueprint's name (and the id of a blueprint of the same name added again meanwhile);
-`colonies executor run module:object` serves a reconciler.
+`colonies executor run module:object` serves a reconciler; a reconcile an earlier run was given is resumed.
 """
 
 from __future__ import annotations
@@ -295,3 +295,22 @@ async def test_executor_run_serves_a_reconciler_module(h: Harness, tmp_path: Pat
         await eventually(lambda: _truthy(not (widgets / "f1").exists()), what="the cleanup to remove f1")
     finally:
         stop(proc)
+
+
+async def test_work_an_earlier_run_was_given_is_resumed_at_startup(h: Harness) -> None:
+    """Reconcile processes have no deadline: one assigned to a run that died would otherwise stay RUNNING."""
+    await h.define()
+    key = generate_prvkey()
+    earlier = reconciler_executor(Widgets(), colony=h.col.name, prvkey=key, name="widgets-1", executortype=TYPE,
+                                  port=h.srv.port)
+    await earlier.register(h.col.colony_prvkey)
+    added = await h.user.add_blueprint(blueprint(h.col.name, "Widget", "w4", {"size": 7}))
+    taken = await earlier.client.assign(h.col.name, 5)  # ...and that run dies here
+    await earlier.client.aclose()
+    assert taken.processid == added.metadata.last_reconciliation_process and taken.state == ProcessState.RUNNING
+
+    w = Widgets()
+    await h.start(w, key=key)
+    p = await finished(h.user, taken.processid)
+    assert p.state == ProcessState.SUCCESS, p.errors
+    assert w.calls == [("w4", 1, "")] and (await h.status("w4"))["size"] == 7
