@@ -461,12 +461,25 @@ def test_two_postgres_replicas_follow_each_other(tmp_path: Path, pg_database: Pg
 
 
 def test_the_last_seen_age_follows_the_clock() -> None:
-    from colonies.metrics import _last_seen
+    from colonies.metrics import Page, _last_seen
     from colonies.storage.tally import EXECUTOR, Tally
 
     t = Tally()
     t.finish_seed([(EXECUTOR, "c", "t", 1, 1, "a"), (EXECUTOR, "c", "t", 1, 1, "b"), (EXECUTOR, "c", "t", 0, 1, "n")],
                   {"a": 100 * NS, "b": 1000 * NS})
-    fam = _last_seen(t, 1005 * NS)
-    got = {s.labels["le"]: s.value for s in fam.samples if s.name.endswith("_bucket")}
+    page = Page()
+    _last_seen(page, t, 1005 * NS)
+    s = parse(page.text())
+    got = {dict(labels)["le"]: n for (name, labels), n in s.items() if name.endswith("_bucket")}
     assert got["10.0"] == 1 and got["3600.0"] == 2 and got["+Inf"] == 3  # "n" never called: only in +Inf
+    assert v(s, "colonies_executor_last_seen_seconds_gcount") == 3
+    assert v(s, "colonies_executor_last_seen_seconds_gsum") == 5 + 905
+
+
+def test_label_values_are_escaped() -> None:
+    from colonies.metrics import Page, labels
+
+    page = Page()
+    page.family("x", "gauge", "help")
+    page.sample("x", labels(colony='a"b\\c\nd'), 1)
+    assert v(parse(page.text()), "x", colony='a"b\\c\nd') == 1
