@@ -1,18 +1,24 @@
 """What pilot slots need from the server and the SDK, without Slurm: the assign filter on maxexectime
-(availableexectime) on every storage backend and over HTTP, and the SDK over a Unix socket."""
+(availableexectime) on every storage backend and over HTTP, and the SDK through the relay's Unix socket."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import stat
+import time
+from pathlib import Path
 
 import pytest
 
 from colonies.client.asyncio import AsyncClient
 from colonies.client.core import func_spec
-from colonies.errors import ClientError
+from colonies.client.sync import Client
+from colonies.errors import ClientError, TransportError
+from colonies.executors.relay import Relay
+from colonies.protocol.crypto import generate_prvkey
 from colonies.storage.base import ClaimRequest, Storage
-from tests.conftest import ColonyKeys, ServerProc
+from tests.conftest import ColonyKeys, ServerProc, free_port
 from tests.test_storage_contract import T0, backend, proc  # noqa: F401
 from tests.test_storage_contract import req as claim_req
 
@@ -77,3 +83,84 @@ def test_a_long_poll_with_availableexectime_waits_for_a_process_that_fits(server
             await ex.aclose()
 
     assert asyncio.run(main())
+
+
+# -- the relay ---------------------------------------------------------------------------------------------
+def relayed(server: ServerProc, sock: Path) -> Relay:
+    return Relay(f"http://127.0.0.1:{server.port}/api", unix=str(sock))
+
+
+def test_the_sdk_through_a_relay_socket_long_polls_stay_long(server: ServerProc, colony: ColonyKeys,
+                                                             tmp_path: Path) -> None:
+    """Both clients over the relay's Unix socket; an assign parks for its whole timeout, answers a
+    submit at once, and a slot that hangs up does not leave a claim behind it."""
+    sock = tmp_path / "r.sock"
+
+    async def main() -> None:
+        relay = relayed(server, sock)
+        await relay.start()
+        ex = AsyncClient(prvkey=colony.executor_prvkey, socket=str(sock))
+        user = ex.with_key(colony.user_prvkey)
+        try:
+            assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+            t0 = time.monotonic()
+            with pytest.raises(ClientError) as err:
+                await ex.assign(colony.name, 2)
+            assert err.value.status == 404 and time.monotonic() - t0 >= 1.9  # parked the whole 2 s
+            poll = asyncio.ensure_future(ex.assign(colony.name, 10))
+            await asyncio.sleep(0.5)
+            pid = (await user.submit(func_spec("f", colony.name, colony.executor_type))).processid
+            t1 = time.monotonic()
+            assert (await asyncio.wait_for(poll, 5)).processid == pid and time.monotonic() - t1 < 1.0
+            await ex.close(pid, ["ok"])
+            # a long-poll the slot gives up: its request to the server goes too, so it claims nothing
+            gone = asyncio.ensure_future(ex.assign(colony.name, 10))
+            await asyncio.sleep(0.5)
+            gone.cancel()
+            await asyncio.gather(gone, return_exceptions=True)
+            await asyncio.sleep(0.5)
+            later = (await user.submit(func_spec("f", colony.name, colony.executor_type))).processid
+            assert (await ex.assign(colony.name, 5)).processid == later
+            assert relay.stats.forwarded >= 5 and relay.stats.failed == 0
+
+            def sync_read() -> int:  # the sync client (ColonyFS staging uses it) through the socket too
+                with Client(prvkey=colony.user_prvkey, socket=str(sock)) as c:
+                    return c.get_process(later).state
+            assert await asyncio.to_thread(sync_read) == 1
+        finally:
+            await ex.aclose()
+            await relay.close()
+        async with AsyncClient(prvkey=colony.user_prvkey, socket=str(sock)) as c:
+            with pytest.raises(TransportError):  # the relay is gone: no reply at all
+                await c.get_process("0" * 64)
+
+    asyncio.run(main())
+
+
+def test_a_relay_whose_server_is_down_answers_as_a_transport_error(tmp_path: Path, colony_free_port: int) -> None:
+    """The slot must read "server unreachable" as a transport error (and re-send a close), not as the
+    server refusing it."""
+    sock = tmp_path / "r.sock"
+
+    async def main() -> None:
+        relay = Relay(f"http://127.0.0.1:{colony_free_port}/api", unix=str(sock))
+        await relay.start()
+        try:
+            async with AsyncClient(prvkey=generate_prvkey(), socket=str(sock)) as c:
+                with pytest.raises(TransportError) as err:
+                    await c.get_process("0" * 64)
+            assert "502" in err.value.message and relay.stats.failed == 1
+        finally:
+            await relay.close()
+
+    asyncio.run(main())
+
+
+def test_a_relay_socket_path_too_long_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="longer than"):
+        Relay("http://127.0.0.1:1/api", unix="/tmp/" + "x" * 120)
+
+
+@pytest.fixture
+def colony_free_port() -> int:
+    return free_port()

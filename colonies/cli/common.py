@@ -31,6 +31,7 @@ class Target:
     port: int = 50080
     tls: bool = False
     verbose: bool = False
+    socket: str = ""  # a Unix socket (a pilot relay's) that carries every request instead of host:port
 
 
 TARGET = Target()
@@ -94,7 +95,7 @@ def client(
     from colonies.client.sync import Client
 
     need(prvkey, what, env, flag)
-    return Client(TARGET.host, TARGET.port, prvkey=prvkey, tls=TARGET.tls)
+    return Client(TARGET.host, TARGET.port, prvkey=prvkey, tls=TARGET.tls, socket=TARGET.socket)
 
 
 def owner_client(colony_prvkey: str) -> Any:

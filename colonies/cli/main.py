@@ -70,9 +70,14 @@ def root(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", envvar="COLONIES_VERBOSE", help="Show tracebacks on errors.")
     ] = False,
+    server_socket: Annotated[
+        str, typer.Option("--server-socket", envvar="COLONIES_SERVER_SOCKET",
+                          help="Reach the server through this Unix socket (a pilot relay's) instead of host:port.")
+    ] = "",
 ) -> None:
     """Colonies: a zero-trust, pull-based meta-orchestrator."""
     TARGET.host, TARGET.port, TARGET.tls, TARGET.verbose = host, port, tls, verbose
+    TARGET.socket = server_socket
 
 
 @app.command("dev")

@@ -117,10 +117,13 @@ def executor_run(
                        "--containers config.toml or --slurm config.toml")
     ex: Executor
     if slurm:
+        from colonies.executors.pilot import pilot_executor
+        from colonies.executors.pilot_config import has_pilot
         from colonies.executors.slurm import slurm_executor
 
-        try:
-            ex = slurm_executor(slurm, executortype=executortype, name=name)
+        try:  # a [pilot] table: allocations of slots instead of a job per process (docs/hpc.md)
+            make = pilot_executor if has_pilot(slurm) else slurm_executor
+            ex = make(slurm, executortype=executortype, name=name)
         except (OSError, ValueError) as exc:
             raise CLIError(str(exc)) from None
     elif containers:
@@ -147,6 +150,7 @@ def executor_run(
         host=TARGET.host,
         port=TARGET.port,
         tls=TARGET.tls,
+        socket=TARGET.socket,
         slots=slots or None,
         heartbeat=heartbeat or None,
         watch=watch or None,

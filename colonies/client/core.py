@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from colonies.errors import ClientError
+from colonies.errors import ClientError, TransportError
 from colonies.model import (
     Attribute,
     Blueprint,
@@ -78,6 +78,9 @@ def decode(call: Call[T], status: int, body: bytes) -> T:
     try:
         _, payload, is_error = envelope.decode_reply(body)
     except Exception as exc:  # noqa: BLE001 - whatever fails to decode is a bad reply
+        if status in (502, 503, 504):  # a proxy or a pilot relay answered: the server was not reached
+            raise TransportError(f"no reply from the server (HTTP {status} from a proxy or relay: "
+                                 f"{body[:200].decode(errors='replace').strip()})") from None
         raise ClientError(status, f"invalid reply from server: {exc}") from None
     if is_error or status != 200:
         failure = _failure.decode(payload)

@@ -12,7 +12,10 @@
 (colonies/executors/running.py): it runs the function (sync functions in a thread of their own), with
 retries, its deadline, cancel detection, and output capture, then closes the process with the return
 value as output (a list or tuple is the output list), or fails it. On SIGTERM/SIGINT the executor
-stops pulling, lets running work finish, then exits.
+stops pulling, lets running work finish, then exits. With `until` (a time.monotonic() deadline, as a
+pilot slot's walltime) each assign asks only for processes whose maxexectime fits in what is left
+(the server's `availableexectime` filter); with `idle_timeout` the executor stops after that long
+without work; with `socket` it reaches the server through a relay's Unix socket (relay.py).
 
 `colonies executor run module[:object]` loads an Executor from a module and fills in whatever it left
 empty (colony, key, name, type, server) from flags and COLONIES_* variables; see `configure()`.
@@ -29,6 +32,7 @@ import secrets
 import signal
 import socket
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -74,6 +78,9 @@ class Executor:
         fs_dir: str | Path | None = None,
         health_file: str | Path | None = None,
         location: str = "",
+        socket: str = "",
+        until: float | None = None,
+        idle_timeout: float = 0.0,
     ) -> None:
         self.colony = colony
         self.prvkey = prvkey
@@ -95,6 +102,12 @@ class Executor:
         # touched while the pull loop is alive, for container health checks (colonies/health.py)
         self.health = HealthFile(health_file) if health_file else None
         self.host, self.port, self.tls = host, port, tls
+        self.socket = socket  # reach the server through a relay's Unix socket instead (client/asyncio.py)
+        # time.monotonic() by which every process taken must be done (a pilot slot's walltime): a slot
+        # asks only for processes whose maxexectime fits in what is left, and stops pulling near it
+        self.until = until
+        self.idle_timeout = idle_timeout  # > 0: stop once no process has run for this many seconds
+        self._last_busy = time.monotonic()
         self._client = client
         self.functions: dict[str, Callable[..., Any]] = {}
         self.defs: dict[str, FunctionDef] = {}
@@ -166,6 +179,7 @@ class Executor:
         fs_dir: str | Path | None = None,
         health_file: str | Path | None = None,
         location: str = "",
+        socket: str = "",
     ) -> Executor:
         """Fill in what the executor left empty; `slots`, `heartbeat`, `watch`, `fs_dir` and `health_file`,
         when given, override."""
@@ -178,6 +192,7 @@ class Executor:
         self.host = self.host if self.host is not None else host
         self.port = self.port if self.port is not None else port
         self.tls = self.tls if self.tls is not None else tls
+        self.socket = self.socket or socket
         if slots:
             self.slots = max(1, slots)
         if heartbeat:
@@ -195,7 +210,8 @@ class Executor:
     def client(self) -> AsyncClient:
         if self._client is None:
             self._client = AsyncClient(
-                self.host or "127.0.0.1", self.port or 50080, prvkey=self.prvkey, tls=bool(self.tls)
+                self.host or "127.0.0.1", self.port or 50080, prvkey=self.prvkey, tls=bool(self.tls),
+                socket=self.socket,
             )
         return self._client
 
@@ -217,7 +233,8 @@ class Executor:
 
             store = store_from_env(os.environ)
             url = httpx.URL(self.client.url)
-            client = Client(url.host, url.port or 50080, prvkey=self.prvkey, tls=url.scheme == "https")
+            client = Client(url.host, url.port or 50080, prvkey=self.prvkey, tls=url.scheme == "https",
+                            socket=self.socket)
             self._fs, self._fs_client = AsyncFileSystem(client, self.colony, store=store), client
         return self._fs
 
@@ -295,6 +312,7 @@ class Executor:
         With `colony_prvkey`, add and approve this executor first (see `register`).
         """
         self._stopping = asyncio.Event()
+        self._last_busy = time.monotonic()
         if colony_prvkey:
             await self.register(colony_prvkey)
         if not self.prvkey:
@@ -317,6 +335,7 @@ class Executor:
         workers = [asyncio.create_task(self._slot(until_idle), name=f"slot-{i}") for i in range(self.slots)]
         stopper = asyncio.create_task(self._stopping.wait())
         alive = asyncio.create_task(self._alive(), name="health") if self.health else None
+        idle = asyncio.create_task(self._idle(), name="idle") if self.idle_timeout > 0 else None
         try:
             await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
             if until_idle:
@@ -330,9 +349,10 @@ class Executor:
             if self._running:
                 log.info("waiting for %d running process(es) to finish", len(self._running))
                 await asyncio.gather(*self._running, return_exceptions=True)
-            if alive is not None:
-                alive.cancel()
-                await asyncio.gather(alive, return_exceptions=True)
+            for task in (alive, idle):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             self._close_fs()
 
     def _close_fs(self) -> None:
@@ -375,6 +395,29 @@ class Executor:
             if self._running:
                 self.health.touch()
 
+    async def _idle(self) -> None:
+        """Stop the executor once no process has run for `idle_timeout` seconds."""
+        step = min(1.0, self.idle_timeout / 4)
+        while True:
+            await asyncio.sleep(step)
+            if self._running:
+                self._last_busy = time.monotonic()
+            elif time.monotonic() - self._last_busy >= self.idle_timeout:
+                log.info("no work for %g s (idle timeout): stopping", self.idle_timeout)
+                self.stop()
+                return
+
+    def _poll(self) -> tuple[int, int]:
+        """(long-poll timeout, seconds a process may take: 0 for any) for the next assign; (0, 0) when
+        too little of `until` is left to take work. A process assigned at the very end of the long-poll
+        must still end by `until`, so the poll's own length is kept back."""
+        if self.until is None:
+            return self.poll_timeout, 0
+        left = self.until - time.monotonic()
+        timeout = int(max(1.0, min(self.poll_timeout, left / 2)))
+        exectime = int(left - timeout)
+        return (timeout, exectime) if exectime >= 1 else (0, 0)
+
     # -- the pull loop ----------------------------------------------------------------------------------
     async def _slot(self, until_idle: bool) -> None:
         assert self._stopping is not None
@@ -382,8 +425,12 @@ class Executor:
             if self._resumed:
                 await self._run_shielded(self._resumed.popleft(), resumed=True)
                 continue
+            timeout, exectime = self._poll()
+            if timeout == 0:
+                log.info("slot stops: too little time left for any process")
+                return
             try:
-                process = await self.client.assign(self.colony, -1 if until_idle else self.poll_timeout)
+                process = await self.client.assign(self.colony, -1 if until_idle else timeout, exectime=exectime)
             except ClientError as exc:
                 if exc.status == 404:
                     if self.health:
@@ -406,8 +453,12 @@ class Executor:
         # Running work is shielded: a stop lets it finish and report (run_async awaits it).
         task = asyncio.ensure_future(self._execute(process, resumed))
         self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        task.add_done_callback(self._done)
         await asyncio.shield(task)
+
+    def _done(self, task: asyncio.Future[None]) -> None:
+        self._running.discard(task)
+        self._last_busy = time.monotonic()
 
     async def _execute(self, p: Process, resumed: bool = False) -> None:
         await ProcessRun(self, p, self.defs.get(p.spec.funcname), resumed=resumed).run()
