@@ -40,6 +40,7 @@ STORAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 AGE_BUCKETS = (10.0, 30.0, 60.0, 300.0, 600.0, 3600.0, 86400.0)
 PROCESS_STATES = ("waiting", "running", "successful", "failed", "cancelled")  # ProcessState order
 EXECUTOR_STATES = ("pending", "approved", "rejected")  # ExecutorState order (UNREGISTERED is not counted)
+APPROVED = 1  # ExecutorState.APPROVED
 UNKNOWN, INVALID = "other", "invalid"  # payload types outside the protocol; requests with no readable envelope
 
 
@@ -126,9 +127,10 @@ class Metrics:
         _last_seen(page, tally, time.time_ns())
         polls = s.bus.parked()
         page.family("colonies_long_polls", "gauge", "Assign requests parked, waiting for a process")
-        if names:
-            for (colony, etype), n in sorted(polls.items()):
-                page.sample("colonies_long_polls", labels(colony=colony, executortype=etype), n)
+        if names:  # every (colony, type) with approved executors, parked or not, and any other parked
+            keys = {(c, t) for (k, c, t, st) in tally.counts if k == EXECUTOR and st == APPROVED} | set(polls)
+            for colony, etype in sorted(keys):
+                page.sample("colonies_long_polls", labels(colony=colony, executortype=etype), polls.get((colony, etype), 0))
         else:
             page.sample("colonies_long_polls", "", sum(polls.values()))
         page.family("colonies_requests_total", "counter", "Requests to /api, by payload type and HTTP status")

@@ -313,12 +313,40 @@ def _check_live(srv: ServerProc) -> None:
     with srv.client(srv.server_prvkey) as admin:
         assert original(scrape(srv)) == expected_original(admin.statistics())
 
+    check_dashboard_and_docs(scrape(srv))
+
     # `colonies monitor start` names this endpoint
     env = cli_env(srv, keys["alpha"])
     r = run_cli(env, "monitor", "start")
     assert r.returncode == 1 and "bearer token" in r.stderr and f"{srv.url}/metrics" in r.stderr
     r = run_cli({**env, "COLONIES_METRICS_TOKEN": TOKEN}, "monitor", "start")
     assert r.returncode == 0 and f"{srv.url}/metrics" in r.stdout
+
+
+def check_dashboard_and_docs(s: Samples) -> None:
+    """Every query of the dashboard reads series the server serves, in the PromQL subset the picture script
+    evaluates; docs/metrics.md names every colonies_* series served, and serves every one it names."""
+    import importlib.util
+    import json
+    import re
+    import sys
+
+    served = {name for name, _ in s}
+    root = Path(__file__).resolve().parent.parent
+    loader = importlib.util.spec_from_file_location("metrics_picture", root / "scripts" / "metrics_picture.py")
+    assert loader is not None and loader.loader is not None
+    picture = sys.modules.setdefault("metrics_picture", importlib.util.module_from_spec(loader))
+    loader.loader.exec_module(picture)
+    dashboard = json.loads((root / "docs" / "grafana-colonies.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 20
+    for expr in exprs:
+        picture.Query(expr)  # parses
+        for name in re.findall(r"\b((?:colonies|process)_[a-z_]+)\b", expr):
+            assert name in served, (name, expr)
+    documented = set(re.findall(r"^\| `(colonies_[a-z_]+)`", (root / "docs" / "metrics.md").read_text(), re.MULTILINE))
+    bases = {re.sub(r"_(bucket|count|sum|gcount|gsum)$", "", n) for n in served if n.startswith("colonies_")}
+    assert bases == documented
 
 
 def test_metrics_are_off_by_default(server: ServerProc) -> None:
