@@ -40,8 +40,21 @@ name). Each reconcile compares the labelled containers with the spec:
 * containers of an earlier blueprint of the same name, and executors of this blueprint with no container,
   are removed.
 
-Status: {"replicas": desired, "ready": running containers of the current spec, "executors": [their names],
-"image": image} (the kit adds "generation" and "reconciledAt"). Cleanup (the blueprint is gone) finds the
+Autoscaled (`maxReplicas` given; `replicas` is then ignored): {"minReplicas": 0, "maxReplicas": 3,
+"processesPerReplica": 1, "idleTimeout": 60} scales on the waiting processes of `executorType` in the colony
+that its replicas could take (not waiting for parents, not targeted by name, at no location or the
+blueprint's), read with one getprocessesmsg (state WAITING, the type, at most 100: an index range with a
+LIMIT, no scan of the colony's processes), and its running ones (which replicas are busy). The rule is
+colonies.executors.scaling.desired: up at once to what the waiting and running processes need (never above
+maxReplicas), down only when nothing waits and a replica has been idle for idleTimeout s (counted from the
+first reconcile that saw it so; the longest idle go first, drained as above), never below minReplicas. So
+it reacts within one reconcileInterval: give the definition a short one (a few seconds). The idle clocks are
+kept in the reconciler's memory; a restarted reconciler starts them again.
+
+Status: {"replicas": desired, "desired": the same, "observed": running containers found at this reconcile,
+"ready": running containers of the current spec, "executors": [their names], "image": image}, and when
+autoscaled "waiting" (processes of the type it could take, of the first 100), "running" and the bounds
+(the kit adds "generation" and "reconciledAt"). Cleanup (the blueprint is gone) finds the
 containers by the colony and name labels and removes them, their secrets and their executors (by the
 blueprint ids on the labels, and by the executor name pattern when no container is left). After each
 cron round, `prune` removes the containers at this location whose blueprint no longer exists.
@@ -60,6 +73,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -71,7 +85,8 @@ from colonies.errors import ClientError, ProcessFailed
 from colonies.executors.containers import cpus_arg, memory_arg
 from colonies.executors.kit import Executor
 from colonies.executors.reconciler import BlueprintRef, ReconcileContext, Reconciler, reconciler_executor
-from colonies.model import Blueprint, BlueprintDefinition, ExecutorState
+from colonies.executors.scaling import desired
+from colonies.model import Blueprint, BlueprintDefinition, ExecutorState, Process, ProcessState
 from colonies.model import Executor as Executor_
 from colonies.protocol.crypto import generate_prvkey, id_of
 
@@ -85,6 +100,9 @@ DEFAULT_IMAGE = "localhost/colonies-executor:dev"
 MANAGED = "executor-deployment"
 MAX_REPLICAS = 100
 MAX_STOP_S = 3600
+MAX_IDLE_S = 86400
+DEFAULT_IDLE_S = 60
+WAITING_READ = 100  # waiting processes read per reconcile (one getprocessesmsg)
 KEY_NAME = "executor-key"
 KEY_TARGET = f"/run/secrets/{KEY_NAME}"  # where podman mounts a secret of that target name
 L_MANAGED, L_COLONY, L_NAME, L_ID = "colonies.managed-by", "colonies.colony", "colonies.blueprint", "colonies.blueprintid"
@@ -113,6 +131,16 @@ SCHEMA: dict[str, Any] = {
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "stopTimeout": {"type": "integer", "minimum": 0, "maximum": MAX_STOP_S,
                         "description": "Seconds a stopped executor may drain before SIGKILL (default 10)"},
+        "minReplicas": {"type": "integer", "minimum": 0, "maximum": MAX_REPLICAS,
+                        "description": "Autoscaled: at least this many (default 0; needs maxReplicas)"},
+        "maxReplicas": {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS,
+                        "description": "Autoscaled on the waiting processes of executorType: at most this many "
+                                       "(replicas is then ignored)"},
+        "processesPerReplica": {"type": "integer", "minimum": 1, "maximum": 1000,
+                                "description": "Autoscaled: processes one replica runs at once (default 1)"},
+        "idleTimeout": {"type": "integer", "minimum": 0, "maximum": MAX_IDLE_S,
+                        "description": "Autoscaled: seconds a replica stays with nothing to do before it is "
+                                       f"removed (default {DEFAULT_IDLE_S})"},
     },
     "required": ["executorType"],
 }
@@ -128,6 +156,16 @@ def executor_deployment_definition(colony: str, executor_type: str = "deployer",
 
 # -- the spec ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class Autoscale:
+    """minReplicas..maxReplicas on the waiting processes of the type (colonies.executors.scaling)."""
+
+    minimum: int
+    maximum: int
+    per_replica: int = 1
+    idle_timeout: int = DEFAULT_IDLE_S
+
+
+@dataclass(frozen=True)
 class DeploymentSpec:
     replicas: int
     executor_type: str
@@ -138,6 +176,7 @@ class DeploymentSpec:
     memory: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     stop_timeout: int = 10
+    autoscale: Autoscale | None = None
 
     def template(self) -> str:
         """A hash of everything that needs new containers when it changes (all but `replicas`)."""
@@ -189,7 +228,32 @@ def parse_spec(spec: Mapping[str, Any]) -> DeploymentSpec:
     cpus_arg(cpu)  # checked here: ProcessFailed names the value
     memory_arg(memory)
     return DeploymentSpec(replicas=replicas, executor_type=executor_type, image=image, command=tuple(command),
-                          env=env, cpu=cpu, memory=memory, labels=labels, stop_timeout=stop)
+                          env=env, cpu=cpu, memory=memory, labels=labels, stop_timeout=stop,
+                          autoscale=_autoscale(spec))
+
+
+def _integer(spec: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = spec.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ProcessFailed(f"spec.{key} must be an integer from {low} to {high}, not {value!r}")
+    return value
+
+
+def _autoscale(spec: Mapping[str, Any]) -> Autoscale | None:
+    keys = ("minReplicas", "processesPerReplica", "idleTimeout")
+    if spec.get("maxReplicas") is None:
+        given = [k for k in keys if spec.get(k) is not None]
+        if given:
+            raise ProcessFailed(f"spec.{given[0]} needs spec.maxReplicas (autoscaling)")
+        return None
+    maximum = _integer(spec, "maxReplicas", 1, 1, MAX_REPLICAS)
+    minimum = _integer(spec, "minReplicas", 0, 0, MAX_REPLICAS)
+    if minimum > maximum:
+        raise ProcessFailed(f"spec.minReplicas ({minimum}) is more than spec.maxReplicas ({maximum})")
+    return Autoscale(minimum, maximum, _integer(spec, "processesPerReplica", 1, 1, 1000),
+                     _integer(spec, "idleTimeout", DEFAULT_IDLE_S, 0, MAX_IDLE_S))
 
 
 def slug(text: str, limit: int = 60) -> str:
@@ -274,6 +338,10 @@ class ExecutorDeployment(Reconciler):
         self.podman = Podman(runtime, call_timeout)
         self.network, self.key_uid = network, key_uid
         self.environ = environ if environ is not None else os.environ
+        # autoscaling (monotonic times; None: busy now): blueprint id → replica's executor → idle since, and
+        # blueprint id → since when its type has had no waiting work
+        self._idle_since: dict[str, dict[str, float | None]] = {}
+        self._quiet_since: dict[str, float | None] = {}
 
     # -- what the kit calls -----------------------------------------------------------------------------------
     async def reconcile(self, bp: Blueprint, ctx: ReconcileContext) -> dict[str, Any]:
@@ -293,15 +361,26 @@ class ExecutorDeployment(Reconciler):
         outdated = [r for r in running if r.labels.get(L_TEMPLATE) != template]
         keep: list[Replica] = []
         excess: list[Replica] = []
-        for r in sorted((r for r in running if r.labels.get(L_TEMPLATE) == template), key=lambda r: (r.index, r.created)):
-            (keep if 0 <= r.index < spec.replicas and r.index not in {k.index for k in keep} else excess).append(r)
+        current = sorted((r for r in running if r.labels.get(L_TEMPLATE) == template), key=lambda r: (r.index, r.created))
+        scaled: dict[str, Any] = {}
+        if spec.autoscale is not None:
+            want, scaled, order = await self._scale(ctx, bp, spec.autoscale, spec.executor_type, running, registered)
+            for r in current:  # the least idle first; one per index
+                (excess if r.index < 0 or r.index in {k.index for k in keep} else keep).append(r)
+            keep.sort(key=lambda r: order.get(r.executor, 0.0))
+            keep, excess = keep[:want], [*excess, *keep[want:]]
+        else:
+            want = spec.replicas
+            for r in current:
+                (keep if 0 <= r.index < want and r.index not in {k.index for k in keep} else excess).append(r)
         for r in dead:
             await self._last_words(r, approved)
         # dead ones first (their replica is started again below), then the new replicas, then the old ones
         await self._remove(owner, ctx.colony, [*stale, *dead], graceful=False)
         taken = {k.index for k in keep}
         started: list[tuple[str, int]] = []
-        for index in (i for i in range(spec.replicas) if i not in taken):
+        free = (i for i in range(MAX_REPLICAS + len(taken)) if i not in taken)
+        for index in [next(free) for _ in range(want - len(keep))]:
             started.append(await self._start(owner, ctx, bp, spec, template, index))
         await self._remove(owner, ctx.colony, sorted([*excess, *outdated], key=lambda r: -r.index))
         names = {r.executor: r.index for r in keep} | {name: i for name, i in started}
@@ -311,14 +390,52 @@ class ExecutorDeployment(Reconciler):
         if started or dead or excess or outdated or stale:
             log.info("%s: %d running, %d started, %d replaced after exit, %d removed (scale down), %d updated",
                      md.name, len(keep), len(started), len(dead), len(excess), len(outdated))
-        return {"replicas": spec.replicas, "ready": len(names), "image": spec.image,
-                "executors": sorted(names, key=lambda n: names[n])}
+        return {"replicas": want, "desired": want, "observed": len(running), "ready": len(names), **scaled,
+                "image": spec.image, "executors": sorted(names, key=lambda n: names[n])}
+
+    async def _scale(self, ctx: ReconcileContext, bp: Blueprint, auto: Autoscale, executor_type: str,
+                     running: list[Replica], registered: list[Executor_]) -> tuple[int, dict[str, Any], dict[str, float]]:
+        """(replicas wanted, their part of the status, executor name → seconds idle) from two reads: the first
+        WAITING_READ waiting processes of the type (getprocessesmsg: the (colony, state, priority) index and a
+        LIMIT) that its executors could take, and its running ones (to know which replicas are busy)."""
+        md, now = bp.metadata, time.monotonic()
+        waiting = [p for p in await ctx.client.get_processes(ctx.colony, state=ProcessState.WAITING, count=WAITING_READ,
+                                                             executortype=executor_type) or []
+                   if _takeable(p, md.locationname)]
+        ids = {e.executorid: e.executorname for e in registered}
+        procs = await ctx.client.get_processes(ctx.colony, state=ProcessState.RUNNING, count=WAITING_READ,
+                                               executortype=executor_type) or []
+        busy: dict[str, int] = {}
+        for p in procs:
+            if p.assignedexecutorid in ids:
+                busy[ids[p.assignedexecutorid]] = busy.get(ids[p.assignedexecutorid], 0) + 1
+        # idle from the first look that found it so (busy at one look, the process may end just before the next)
+        since = self._idle_since.setdefault(bp.blueprintid, {})
+        live = {r.executor for r in running}
+        for name in list(since):
+            if name not in live:
+                del since[name]
+        for name in live:
+            since[name] = None if name in busy else since.get(name) or now
+        quiet = self._quiet_since[bp.blueprintid] = None if waiting else self._quiet_since.get(bp.blueprintid) or now
+        idle = {name: 0.0 if t is None or quiet is None else now - max(t, quiet) for name, t in since.items()}
+        want = desired(len(running), len(waiting), sum(busy.values()), minimum=auto.minimum, maximum=auto.maximum,
+                       per_replica=auto.per_replica, idle_for=list(idle.values()), idle_timeout=auto.idle_timeout)
+        if want != len(running):
+            log.info("%s: %d waiting, %d running on %d replica(s): scaling to %d (min %d, max %d)", md.name,
+                     len(waiting), sum(busy.values()), len(running), want, auto.minimum, auto.maximum)
+        status = {"waiting": len(waiting), "running": sum(busy.values()), "minReplicas": auto.minimum,
+                  "maxReplicas": auto.maximum}
+        return want, status, idle
 
     async def cleanup(self, ref: BlueprintRef, ctx: ReconcileContext) -> None:
         owner = ctx.client.with_key(self.owner_key())
         found = await self.podman.replicas(**{L_COLONY: ref.colony, L_NAME: ref.name})
         doomed = [r for r in found if r.blueprint_id != ref.replaced_by]
         ids = {r.blueprint_id for r in doomed} - {""}
+        for bid in ids:
+            self._idle_since.pop(bid, None)
+            self._quiet_since.pop(bid, None)
         await self._remove(owner, ref.colony, doomed)
         existing = {bp.blueprintid for bp in await ctx.client.get_blueprints(ref.colony, KIND) or []}
         pattern = re.compile(f"{re.escape(slug(ref.name))}-{_HEX6}")
@@ -453,6 +570,15 @@ class ExecutorDeployment(Reconciler):
             for n in mine:
                 if n.removesuffix("-key") not in existing:
                     await self.podman("secret", "rm", n, check=False)
+
+
+def _takeable(p: Process, location: str) -> bool:
+    """Whether a replica at `location` may be given `p` (not waiting for parents, not targeted at named
+    executors, at no location or this one)."""
+    c = p.spec.conditions
+    if p.waitforparents or any(n and n != "*" for n in c.executornames or []):
+        return False
+    return not c.locationname or c.locationname.lower() == location.lower()
 
 
 def _prefix(colony: str) -> str:
