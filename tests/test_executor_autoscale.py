@@ -128,15 +128,17 @@ def test_scales_up_on_a_burst_and_down_to_min_after_the_idle_timeout(deployer: D
     assert most[0] == 3 and seen_waiting[0] > 0, (most, seen_waiting)
     print(f"burst of {BURST} x {NAP}s -> 3 replicas in {t_up:.1f}s; all done {t_done - t_burst:.1f}s after the burst")
 
-    # Idle: the replicas stay for idleTimeout, then go (to minReplicas = 0), their executors with them.
-    time.sleep(IDLE - 3)
+    # Idle: the replicas stay for idleTimeout, then go (to minReplicas = 0), their executors with them. The
+    # idle clock starts when nothing waits (at the last process' start, >= t_done - NAP) and the replica is
+    # idle, so none may go before t_done + IDLE - NAP.
+    time.sleep(IDLE - NAP - 1.5)
     assert len(d.running()) == 3, "scaled down before the idle timeout"
     wait_until(lambda: not d.containers() and not d.executors(bp) and not d.secrets(), 30, "the scale down")
     t_down = time.monotonic() - t_done
     status = d.status("scaled")
     print(f"idle -> 0 replicas {t_down:.1f}s after the last process (idleTimeout {IDLE}s); total "
           f"{time.monotonic() - t0:.1f}s")
-    assert IDLE - 1 <= t_down <= IDLE + 15
+    assert IDLE - NAP <= t_down <= IDLE + 15
     assert (status["desired"], status["waiting"], status["minReplicas"], status["maxReplicas"]) == (0, 0, 0, 3)
     failed = d.user.get_processes(colony, state=ProcessState.FAILED)
     assert failed == [], [p.errors for p in failed]

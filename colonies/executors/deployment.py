@@ -137,7 +137,7 @@ SCHEMA: dict[str, Any] = {
                         "description": "Autoscaled on the waiting processes of executorType: at most this many "
                                        "(replicas is then ignored)"},
         "processesPerReplica": {"type": "integer", "minimum": 1, "maximum": 1000,
-                                "description": "Autoscaled: processes one replica runs at once (default 1)"},
+                                "description": "Autoscaled: processes one replica runs at once (its slots; default 1)"},
         "idleTimeout": {"type": "integer", "minimum": 0, "maximum": MAX_IDLE_S,
                         "description": "Autoscaled: seconds a replica stays with nothing to do before it is "
                                        f"removed (default {DEFAULT_IDLE_S})"},
