@@ -113,6 +113,7 @@ class Executor:
         self.defs: dict[str, FunctionDef] = {}
         self._stopping: asyncio.Event | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._runs: set[ProcessRun] = set()
         self._startup: list[Callable[[Executor], Awaitable[None]]] = []
         self._resumed: collections.deque[Process] = collections.deque()  # see resume()
         self.completed = 0
@@ -306,6 +307,15 @@ class Executor:
         if self._stopping is not None:
             self._stopping.set()
 
+    def abandon(self, reason: str) -> None:
+        """Stop now, without finishing the running processes: their functions are stopped and their
+        results dropped, so they stay RUNNING on the server until it takes them back (their deadline, or
+        this executor's removal, which re-queues them at once). For an executor whose host is going away
+        (a pilot slot whose allocation is cancelled), where a drain could not finish anyway."""
+        for run in list(self._runs):
+            run.stop(reason)
+        self.stop()
+
     async def run_async(self, until_idle: bool = False, colony_prvkey: str = "") -> None:
         """Pull and run work until `stop()`; with `until_idle`, return once no work is left.
 
@@ -461,4 +471,9 @@ class Executor:
         self._last_busy = time.monotonic()
 
     async def _execute(self, p: Process, resumed: bool = False) -> None:
-        await ProcessRun(self, p, self.defs.get(p.spec.funcname), resumed=resumed).run()
+        run = ProcessRun(self, p, self.defs.get(p.spec.funcname), resumed=resumed)
+        self._runs.add(run)
+        try:
+            await run.run()
+        finally:
+            self._runs.discard(run)

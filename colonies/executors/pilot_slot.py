@@ -15,6 +15,9 @@ cancel detection, logs and the drain on SIGTERM are those of every executor. On 
   the server enforces), and stops pulling when nothing could fit any more;
 * idle timeout: once no slot has had a process for `idle_timeout` seconds the node's executor exits;
   when every node's has, the job ends and the allocation with it;
+* SIGTERM (Slurm ending the job: scancel, preemption, the time limit) abandons the processes in flight
+  instead of draining (Slurm kills them anyway within KillWait): their results are dropped, never
+  reported as failures, and the allocator's removal of this executor puts them back in the queue;
 * a process runs as it would in its own batch job: a command (or, by default, a Python function through
   `colonies_job.py`) in a job directory `<ALLOCATION_DIR>/p/<processid>-<attempt>` with the same script,
   environment variables (COLONIES_INPUT, COLONIES_OUTPUT, COLONIES_WORKDIR...), working directory and
@@ -53,6 +56,7 @@ log = logging.getLogger("colonies.executor")
 SLOT_FILE, CONFIG_FILE = "slot.json", "config.toml"
 OUTPUT_MAX, TAIL_LINES, LINE_MAX = 16 * 1024 * 1024, 20, 65536
 KILL_GRACE_S = 5.0
+SIGNAL_GRACE_S = 1.0  # how long a job killed by a signal waits for the slot's own SIGTERM
 
 
 def key_file(alloc_dir: Path, node: int) -> Path:
@@ -143,6 +147,11 @@ class JobRunner:
         ok = False
         try:
             code, stdout, tail = await _run_script(jobdir / "job.sh")
+            if code < 0:
+                # Slurm signals every process of a job it ends (scancel, preemption): the slot's SIGTERM
+                # then abandons this process (slot_main), which cancels this wait and drops the result,
+                # rather than failing a process that another allocation will run.
+                await asyncio.sleep(SIGNAL_GRACE_S)
             if code != 0:
                 lines = [f"the job's program exited with code {code}" if code > 0 else f"killed by signal {-code}"]
                 if tail:
@@ -279,6 +288,19 @@ def slot_executor(alloc_dir: Path, node: int, started_wall: float | None = None)
     return ex
 
 
+async def serve(ex: Executor) -> None:
+    """Run the node's executor; SIGTERM (Slurm ending the allocation) abandons the processes in flight:
+    the allocator removes this executor once the job has ended, which re-queues them at once."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, ex.abandon, f"the allocation is ending ({signal.Signals(sig).name}); the "
+                                "process goes back to the queue")
+    try:
+        await ex.run_async()
+    finally:
+        await ex.client.aclose()
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m colonies.executors.pilot_slot ALLOCATION_DIR", file=sys.stderr)
@@ -288,7 +310,7 @@ def main(argv: list[str]) -> int:
     node = int(os.environ.get("SLURM_NODEID", "0") or 0)
     started = os.environ.get("COLONIES_PILOT_STARTED", "")
     ex = slot_executor(Path(argv[1]), node, float(started) if started else None)
-    ex.run()
+    asyncio.run(serve(ex))
     log.info("slots of %s done: %d completed, %d failed, %d dropped", ex.name, ex.completed, ex.failed, ex.dropped)
     return 0
 
