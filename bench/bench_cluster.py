@@ -347,10 +347,10 @@ def bench_config(out: Out, tmp: Path, n: int, etcd: str, sz: Sizes, args: argpar
             out(f"    baseline {k} client{'s' if k > 1 else ' '}: {r.rate:7.0f} req/s  ({r.ops} in {r.seconds:.2f} s; "
                 f"{cpu_line(r)})")
         s1 = run_inline("submit", cl, keys.user, sz.submit_1)
-        prof = bc.start_profiler(cl.replicas[0], args.profile) if args.profile and n == 1 else None
+        prof = bc.start_profiler(cl.replicas[0], args.profile, "assignclose") if args.profile and n == 1 else None
         a1 = run_inline("assignclose", cl, ex[0], s1.ops)
         if prof is not None:
-            bc.stop_profiler(prof, out)
+            bc.stop_profiler(prof, out, "assign+close")
         s4 = run_processes("submit", cl, [keys.user], sz.submit_1 * 2)
         a4 = run_processes("assignclose", cl, ex, s4.ops)
         a1.requests_per_op = a4.requests_per_op = 2
@@ -389,6 +389,18 @@ def bench_config(out: Out, tmp: Path, n: int, etcd: str, sz: Sizes, args: argpar
             f"{pct(lats, 0.99) * 1000 / rtt:.1f}x baseline-1 round trip {rtt:.3f} ms); {w.ops} rounds")
         res["wake"] = w
         res["b1"], res["b4"] = b1, b4
+        if n == 1:
+            bc.target_lines(out, "postgresql", [
+                ("AsyncClient, 1 client", "submit", s1, s1.pg_us(), b1),
+                ("AsyncClient, 4 clients", "submit", s4, s4.pg_us(), b4),
+                ("raw, 1 conn", "submit", raw[("submit", 1)], raw[("submit", 1)].pg_us(), raw[("version", 1)]),
+                ("raw, 4 conns", "submit", raw[("submit", 4)], raw[("submit", 4)].pg_us(), raw[("version", 4)]),
+                ("AsyncClient, 1 client", "assignclose", a1, a1.pg_us(), b1),
+                ("AsyncClient, 4 clients", "assignclose", a4, a4.pg_us(), b4),
+                ("raw, 1 conn", "assignclose", raw[("assignclose", 1)], raw[("assignclose", 1)].pg_us(),
+                 raw[("version", 1)]),
+                ("raw, 4 conns", "assignclose", raw[("assignclose", 4)], raw[("assignclose", 4)].pg_us(),
+                 raw[("version", 4)])])
     return res
 
 

@@ -35,6 +35,12 @@ PHASE_TIME_LIMIT = 60.0  # seconds; every loop is also bounded by its count
 GO = {"submit_1": 236.0, "assign_1": 82.0, "submit_4": 363.0, "assign_4": 109.0}
 TARGET_FACTOR = 10
 
+# Issue 17's targets: server CPU per op (SQLite: the server; PostgreSQL: server + PostgreSQL), in us, and the
+# original's server + PostgreSQL CPU per op measured on this machine (2026-12-01), in us (low, high).
+CPU_TARGET_US = {"sqlite": {"submit": 300.0, "assignclose": 750.0},
+                 "postgresql": {"submit": 500.0, "assignclose": 1200.0}}
+ORIGINAL_CPU_US = {"submit": (3800.0, 5300.0), "assignclose": (9700.0, 14300.0)}
+
 
 @dataclass
 class Sizes:
@@ -400,7 +406,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller counts, finishes in under a minute")
     ap.add_argument("--profile", metavar="DIR", help="run py-spy on the server during the 1-client "
-                                                     "assign+close phase; write DIR/assignclose.{txt,svg}")
+                                                     "submit and assign+close phases; write DIR/{submit,assignclose}.txt")
     args = ap.parse_args()
     sz = QUICK if args.quick else FULL
     out = Out()
@@ -452,11 +458,14 @@ def body(out: Out, srv: ServerProc, keys: Keys, sz: Sizes, args: argparse.Namesp
     out()
 
     # throughput ------------------------------------------------------------------------------------------------
+    profiler = start_profiler(srv, args.profile, "submit") if args.profile else None
     s1 = run_inline("submit", srv, keys.user, sz.submit_1, ETYPE)
-    profiler = start_profiler(srv, args.profile) if args.profile else None
+    if profiler is not None:
+        stop_profiler(profiler, out, "submit")
+    profiler = start_profiler(srv, args.profile, "assignclose") if args.profile else None
     a1 = run_inline("assignclose", srv, ex_keys[0], s1.ops, ETYPE)
     if profiler is not None:
-        stop_profiler(profiler, out)
+        stop_profiler(profiler, out, "assign+close")
     s4 = run_processes("submit", srv, [keys.user], sz.submit_4, ETYPE)
     a4 = run_processes("assignclose", srv, ex_keys, s4.ops, ETYPE)
     a1.requests_per_op = a4.requests_per_op = 2
@@ -531,10 +540,40 @@ def body(out: Out, srv: ServerProc, keys: Keys, sz: Sizes, args: argparse.Namesp
         cap = 1e6 / r.server_us() if r.server_us() else 0
         out(f"  {label:<36} {r.server_us():7.0f} us/op  ({r.server_sys_pct():3.0f}% kernel; one server core would "
             f"cap this at ~{cap:,.0f} op/s)")
+    out()
+    target_lines(out, "sqlite", [
+        ("AsyncClient, 1 client", "submit", s1, 0.0, b1), ("AsyncClient, 4 clients", "submit", s4, 0.0, b4),
+        ("raw, 1 conn", "submit", raw[("submit", 1)], 0.0, raw[("version", 1)]),
+        ("raw, 4 conns", "submit", raw[("submit", 4)], 0.0, raw[("version", 4)]),
+        ("AsyncClient, 1 client", "assignclose", a1, 0.0, b1), ("AsyncClient, 4 clients", "assignclose", a4, 0.0, b4),
+        ("raw, 1 conn", "assignclose", raw[("assignclose", 1)], 0.0, raw[("version", 1)]),
+        ("raw, 4 conns", "assignclose", raw[("assignclose", 4)], 0.0, raw[("version", 4)])])
+
+
+def target_lines(out: Out, backend: str, rows: list[tuple[str, str, Result, float, Result]]) -> None:
+    """Per phase: CPU per op against issue 17's target and the original's figures, and the ratio to the
+    same-run unsigned versionmsg (server CPU per request). rows: (label, kind, result, extra us/op (the
+    database's CPU, or 0), baseline result)."""
+    names = {"submit": "submit", "assignclose": "assign+close"}
+    what = "server CPU" if backend == "sqlite" else "server + PostgreSQL CPU"
+    out(f"TARGETS ({backend}, issue 17: {what} per op <= {CPU_TARGET_US[backend]['submit']:.0f} us per submit, "
+        f"<= {CPU_TARGET_US[backend]['assignclose']:.0f} us per assign+close; the original, Go + PostgreSQL on this "
+        f"machine: server + PostgreSQL CPU {ORIGINAL_CPU_US['submit'][0] / 1000:.1f}-"
+        f"{ORIGINAL_CPU_US['submit'][1] / 1000:.1f} ms per submit, {ORIGINAL_CPU_US['assignclose'][0] / 1000:.1f}-"
+        f"{ORIGINAL_CPU_US['assignclose'][1] / 1000:.1f} ms per assign+close)")
+    for label, kind, r, extra_us, base in rows:
+        us = r.server_us() + extra_us
+        target = CPU_TARGET_US[backend][kind]
+        lo, hi = ORIGINAL_CPU_US[kind]
+        base_us = base.server_us() + (getattr(base, "pg_us", lambda: 0.0)() if extra_us else 0.0)
+        db = f" (server {r.server_us():.0f} + PostgreSQL {extra_us:.0f})" if extra_us else ""
+        out(f"  {names[kind]:<12} {label:<22} {us:6.0f} us/op{db}  target <= {target:.0f}: "
+            f"{'MET' if us <= target else 'not met'}  | original/ours {lo / us:4.1f}-{hi / us:4.1f}x  | "
+            f"= {us / base_us if base_us else 0:4.1f}x same-run unsigned versionmsg ({base_us:.0f} us/request)")
 
 
 # -- profiling --------------------------------------------------------------------------------------------
-def start_profiler(srv: ServerProc, outdir: str) -> Any:
+def start_profiler(srv: ServerProc, outdir: str, phase: str) -> Any:
     import shutil
     import subprocess
 
@@ -542,18 +581,18 @@ def start_profiler(srv: ServerProc, outdir: str) -> Any:
     Path(outdir).mkdir(parents=True, exist_ok=True)
     assert srv.proc is not None
     cmd = [pyspy, "record", "--pid", str(srv.proc.pid), "--rate", "200", "--duration", "60", "--format",
-           "raw", "--output", str(Path(outdir) / "assignclose.txt")]
+           "raw", "--output", str(Path(outdir) / f"{phase}.txt")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     return proc
 
 
-def stop_profiler(proc: Any, out: Out) -> None:
+def stop_profiler(proc: Any, out: Out, phase: str) -> None:
     import signal
 
     proc.send_signal(signal.SIGINT)
     proc.wait(30)
-    out("(py-spy was sampling the server during the 1-client assign+close phase: its figures are perturbed)")
+    out(f"(py-spy was sampling the server during the 1-client {phase} phase: its figures are perturbed)")
 
 
 if __name__ == "__main__":

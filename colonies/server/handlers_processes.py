@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -36,6 +37,8 @@ MAX_ATTRIBUTE_KEY = 256
 
 INT64 = 2**63
 _FREE_JSON = {"args", "kwargs", "fs"}  # stored as JSON text, read back as JSON numbers: any size fits
+_LONG_DIGITS = re.compile(rb"\d{19}")  # 2**63 - 1 has 19 digits: a shorter integer always fits
+_encode = msgspec.json.Encoder().encode
 
 
 def _out_of_range(spec: FunctionSpec) -> str | None:
@@ -47,6 +50,8 @@ def _out_of_range(spec: FunctionSpec) -> str | None:
                 return name
         except BadRequest:  # so large that its normalised form has too many digits to read back
             return name
+    if _LONG_DIGITS.search(_encode(spec)) is None:
+        return None  # no run of 19 digits anywhere: every integer is within int64 (|n| < 2**63 has <= 19)
     stack: list[tuple[str, object]] = [("", msgspec.to_builtins(spec))]
     while stack:
         path, value = stack.pop()
