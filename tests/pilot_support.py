@@ -81,7 +81,7 @@ class Allocator:
     """`colonies executor run --slurm CONFIG` as a subprocess (restartable), and a user client."""
 
     def __init__(self, server: ServerProc, colony: ColonyKeys, tmp: Path, cfg: Path, name: str = "pilot-1",
-                 slurm_conf: Path = SLURM_CONF, **env: str) -> None:
+                 slurm_conf: Path = SLURM_CONF, watch: float = 0.5, **env: str) -> None:
         self.env = cli_env(server, colony, SLURM_CONF=str(slurm_conf), COLONIES_FS_DIR=str(tmp / "store"), **env)
         self.cfg, self.name, self.log = cfg, name, tmp / f"{name}.log"
         self.slurm_env = {**self.env}
@@ -90,10 +90,11 @@ class Allocator:
         self.server_port = server.port
         self.colony = colony
         self.tmp = tmp
+        self.watch = watch  # seconds between a running process' reads (the slots get the allocator's)
 
     def start(self) -> None:
         self.proc = start_executor(self.env, self.log, "--slurm", str(self.cfg), "--name", self.name,
-                                   "--watch", "0.5", "--fs-dir", str(self.tmp / "fs"))
+                                   "--watch", str(self.watch), "--fs-dir", str(self.tmp / "fs"))
 
     def stop(self, timeout: float = 30) -> int | None:
         """SIGTERM (it cancels its allocations), SIGKILL if it is still there after `timeout`."""

@@ -4,6 +4,7 @@ back-pressure, a second small cluster this module starts), a real server on loop
 
 from __future__ import annotations
 
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -17,9 +18,12 @@ from colonies.errors import ClientError
 from colonies.model import ExecutorState, ProcessState
 from colonies.protocol.crypto import id_of
 from tests.conftest import ColonyKeys, ServerProc
-from tests.kit_support import process_in_state, wait_until
+from tests.container_support import base_image, podman_env  # noqa: F401
+from tests.kit_support import process_in_state, run_cli_inprocess, wait_until
 from tests.pilot_support import FINAL, TYPE, Allocator, slurm_run, small_cluster, write_config
 from tests.slurm_support import SLURM_CONF, slurm_env  # noqa: F401
+from tests.test_browser import CHROMIUM, browser_tools
+from tests.test_meta_os import load
 
 FAST = {"poll_interval": 0.5, "slot_poll": 2, "headroom": 2, "backoff": 0.5, "backoff_max": 2}
 
@@ -190,6 +194,8 @@ def test_repeated_refusals_pause_the_allocator_with_the_reason_shown(make: Any) 
     assert "2 submissions failed in a row" in log and "invalid partition" in log.lower(), log
     st = a.user.get_executor(a.colony.name, a.name).allocations.projects["pilot"]
     assert st["state"] == "paused" and "invalid partition" in st["reason"].lower()
+    shown = run_cli_inprocess(a.env, "executor", "get", "--name", a.name)
+    assert shown.returncode == 0 and "paused" in shown.stdout and "invalid partition" in shown.stdout.lower(), shown
     time.sleep(1)
     assert a.user.get_process(pid).state == ProcessState.WAITING  # back-pressure, not a failure
     assert not a.jobs()
@@ -241,3 +247,21 @@ def test_relayed_slots_reach_the_server_only_through_the_relay_socket(make: Any,
 
     wait_until(removed, 10, "the allocation's executors to be removed")
     assert not list((tmp_path / "jobs" / ".pilot").glob("*/*/node-*.key"))
+
+
+@pytest.mark.e2e
+def test_the_meta_os_example_runs_its_slurm_step_in_a_pilot_allocation(
+        slurm_env: dict[str, str], podman_env: dict[str, str], base_image: str, tmp_path: Path) -> None:  # noqa: F811
+    """examples/meta-os with --slurm-mode pilot: the same slurm.toml plus a [pilot] table; `train` runs in
+    the slot of an allocation (its executor slurm-1-<token>-0, at hpc-centre), the rest as before."""
+    browser_tools()
+    metaos = load("metaos")
+    env = {**slurm_env, "CONTAINERS_CONF": podman_env["CONTAINERS_CONF"], "COLONIES_CHROMIUM": CHROMIUM}
+    with metaos.MetaOS(tmp_path / "run", environ=env, timeout=90, slurm_mode="pilot") as m:
+        report = m.run(tmp_path / "shot.png")
+        steps = report.steps
+        assert report.state == "successful", {n: (s.state, s.errors) for n, s in steps.items()}
+        train = steps["train"]
+        assert re.fullmatch(r"slurm-1-[0-9a-f]{6}-0", train.executor) and train.location == "hpc-centre"
+        assert steps["evaluate"].executor == "podman-1" and steps["predict"].executor == "browser-1"
+        assert "submitted allocation" in (m.dir / "logs" / "hpc-slurm-1.log").read_text()

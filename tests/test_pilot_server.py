@@ -15,6 +15,8 @@ from colonies.client.asyncio import AsyncClient
 from colonies.client.core import func_spec
 from colonies.client.sync import Client
 from colonies.errors import ClientError, TransportError
+from colonies.executors.kit import Executor
+from colonies.executors.pilot_config import has_pilot, load_pilot
 from colonies.executors.relay import Relay
 from colonies.protocol.crypto import generate_prvkey
 from colonies.storage.base import ClaimRequest, Storage
@@ -164,3 +166,32 @@ def test_a_relay_socket_path_too_long_is_refused(tmp_path: Path) -> None:
 @pytest.fixture
 def colony_free_port() -> int:
     return free_port()
+
+
+# -- the [pilot] table and the slots' walltime arithmetic ----------------------------------------------------
+def test_the_pilot_table_is_checked_and_says_what_fits(tmp_path: Path) -> None:
+    path = tmp_path / "slurm.toml"
+    path.write_text('[pilot]\nwalltime = 600\nheadroom = 30\nslot_poll = 10\n')
+    cfg = load_pilot(str(path))
+    assert has_pilot(str(path)) and cfg.longest == 600 - 30 - 10 - 5 and cfg.slots == 4
+    assert cfg.fits(555) and not cfg.fits(556) and not cfg.fits(-1) and not cfg.fits(0)
+    for bad, why in (("walltime = 40\nheadroom = 30", "leaves no time"), ("relay = \"udp://x:1\"", "pilot.relay"),
+                     ("nodes = 2\nlauncher = \"none\"", "nodes > 1"), ("slots = 3", "unknown pilot setting"),
+                     ("sbatch_options = [\"exclusive\"]", "sbatch options"), ("max_queued = 0", "max_queued")):
+        path.write_text(f"[pilot]\n{bad}\n")
+        with pytest.raises(ValueError, match=why):
+            load_pilot(str(path))
+    path.write_text("[slurm]\n")
+    assert not has_pilot(str(path))
+
+
+def test_a_slot_asks_only_for_what_fits_before_its_end_and_stops_near_it() -> None:
+    ex = Executor(poll_timeout=10)
+    assert ex._poll() == (10, 0)  # no end: the usual long-poll, any process
+    for left in (100.5, 12.5, 3.5):
+        ex.until = time.monotonic() + left
+        timeout, exectime = ex._poll()
+        assert 1 <= timeout <= min(10, left / 2) and exectime >= 1, (left, timeout, exectime)
+        assert left - 2 < timeout + exectime <= left  # taken at the end of the poll, it still ends in time
+    ex.until = time.monotonic() + 1.5
+    assert ex._poll() == (0, 0)  # too little left for any process: the slot stops pulling

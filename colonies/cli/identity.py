@@ -337,8 +337,22 @@ def _executor_kv(x: Any) -> Any:
             ("Location", x.locationname),
             ("CommissionTime", ts(x.commissiontime)),
             ("LastHeardFrom", ts(x.lastheardfromtime)),
+            *_pilot_rows(x),
         ],
     )
+
+
+def _pilot_rows(x: Any) -> list[tuple[str, str]]:
+    """A pilot allocator's reported state (colonies/executors/pilot.py), when it is one."""
+    p = (x.allocations.projects or {}).get("pilot") if x.allocations else None
+    if not isinstance(p, dict):
+        return []
+    rows = [("Pilot", (f"{p.get('state', '')}: {p.get('running', 0)} allocation(s) running, {p.get('queued', 0)} "
+                      f"queued, {p.get('slots', 0)} slots; {p.get('waiting', 0)} waiting process(es) fit, "
+                      f"{p.get('never_fit', 0)} never fit; {p.get('failures', 0)} failed submission(s) in a row"))]
+    if p.get("reason"):
+        rows.append(("PilotReason", str(p["reason"])))
+    return rows
 
 
 def _owner_action(action: str, name: str, colony: str, colony_prvkey: str) -> None:

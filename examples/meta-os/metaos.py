@@ -3,6 +3,7 @@ a podman container in the cloud, and answering a prediction in a web browser at 
 workflow (workflow.json) that the dashboard shows live.
 
     python examples/meta-os/metaos.py [--dir build/meta-os] [--port N] [--screenshot PNG] [--keep]
+                                      [--slurm-mode jobs|pilot]
 
 run.sh provisions what this needs (Slurm, podman with the base image, Chromium and playwright-core) and
 then runs it. It:
@@ -16,6 +17,10 @@ then runs it. It:
    and an /executor tab that joins as the edge executor (type browser, at edge) and runs `predict`;
 4. prints each step's executor, location and output, and the dashboard link; stops everything it started
    (also on Ctrl-C), or with --keep leaves the server up until Ctrl-C.
+
+With `--slurm-mode pilot` (or METAOS_SLURM_MODE=pilot) the same slurm.toml gets a [pilot] table: the Slurm
+executor then runs as a pilot allocator (docs/hpc.md) that submits an allocation of one node's slot, which
+runs `train` as its batch job would have; the allocator gets the colony owner's key to add that slot.
 
 Slurm is found through SLURM_CONF (default /tmp/colonies-slurm/slurm.conf, as scripts/slurm makes it),
 podman through CONTAINERS_CONF (default deploy/podman/containers.conf). tests/test_meta_os.py runs it.
@@ -71,6 +76,19 @@ SITES = (
 )
 
 
+# The Slurm step as a pilot allocation (--slurm-mode pilot): one node's slot, up to 5 minutes, gone after
+# 30 s without work. train's maxexectime (90 s) fits: 300 - 10 headroom - 10 slot poll - 5 start.
+PILOT = """
+[pilot]
+nodes = 1
+slots_per_node = 1
+walltime = 300
+headroom = 10
+idle_timeout = 30
+poll_interval = 1
+"""
+
+
 @dataclass
 class Step:
     """One workflow node as it ended."""
@@ -99,7 +117,10 @@ class MetaOS:
     """One run of the example; `with MetaOS(dir) as m: m.run()` stops what it started when it leaves."""
 
     def __init__(self, workdir: Path, environ: Mapping[str, str] | None = None, port: int = 0,
-                 timeout: float = 100.0) -> None:
+                 timeout: float = 100.0, slurm_mode: str = "jobs") -> None:
+        if slurm_mode not in ("jobs", "pilot"):
+            raise ValueError(f"slurm_mode must be jobs or pilot, not {slurm_mode!r}")
+        self.slurm_mode = slurm_mode
         self.dir = workdir.resolve()
         self.environ = dict(os.environ if environ is None else environ)
         self.port = port or free_port()
@@ -179,8 +200,13 @@ class MetaOS:
                 owner.approve_executor(COLONY, s.executor)
         fs_env = {"COLONIES_FS_DIR": str(self.store)}
         slurm_conf = self.environ.get("SLURM_CONF", "/tmp/colonies-slurm/slurm.conf")
-        self._spawn("hpc-slurm-1", self._executor_argv("--slurm", "slurm.toml", SITES[0], "hpc/fs"),
-                    self._env(COLONIES_EXECUTOR_PRVKEY=self.keys["hpc-centre"], SLURM_CONF=slurm_conf, **fs_env))
+        slurm_env = self._env(COLONIES_EXECUTOR_PRVKEY=self.keys["hpc-centre"], SLURM_CONF=slurm_conf, **fs_env)
+        argv = self._executor_argv("--slurm", "slurm.toml", SITES[0], "hpc/fs")
+        if self.slurm_mode == "pilot":
+            with open(self.dir / "slurm.toml", "a") as f:  # the copy _executor_argv rendered
+                f.write(PILOT)
+            slurm_env["COLONIES_COLONY_PRVKEY"] = self.keys["colony"]  # the allocator adds the slots' executors
+        self._spawn("hpc-slurm-1", argv, slurm_env)
         containers_conf = self.environ.get("CONTAINERS_CONF", str(ROOT / "deploy" / "podman" / "containers.conf"))
         self._spawn("cloud-podman-1", self._executor_argv("--containers", "containers.toml", SITES[1], "cloud/fs"),
                     self._env(COLONIES_EXECUTOR_PRVKEY=self.keys["cloud"], CONTAINERS_CONF=containers_conf, **fs_env))
@@ -340,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--screenshot", default="", help="save the dashboard's picture of the workflow here")
     ap.add_argument("--timeout", type=float, default=100, help="seconds the workflow may take")
     ap.add_argument("--keep", action="store_true", help="keep the server and executors up until Ctrl-C")
+    ap.add_argument("--slurm-mode", choices=("jobs", "pilot"), default=os.environ.get("METAOS_SLURM_MODE", "jobs"),
+                    help="the Slurm step as one batch job per process (jobs) or in a pilot allocation's slot")
     args = ap.parse_args(argv)
 
     def interrupted(sig: int, frame: FrameType | None) -> None:
@@ -348,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, interrupted)
     signal.signal(signal.SIGINT, interrupted)
     shot = Path(args.screenshot) if args.screenshot else Path(args.dir) / "dashboard.png"
-    with MetaOS(Path(args.dir), port=args.port, timeout=args.timeout) as m:
+    with MetaOS(Path(args.dir), port=args.port, timeout=args.timeout, slurm_mode=args.slurm_mode) as m:
         try:
             report = m.run(shot.resolve())
             print_report(m, report, args.keep)

@@ -121,6 +121,14 @@ function live(signal, subscriptions, onProcess, status) {
   signal.addEventListener('abort', () => { if (sub) sub.close(); }, { once: true });
 }
 
+// a pilot allocator reports its allocations (colonies/executors/pilot.py): shown beside its state
+const pilotStatus = (e) => {
+  const p = e.allocations && e.allocations.projects && e.allocations.projects.pilot;
+  if (!p) return '';
+  const reason = p.state !== 'ok' && p.reason ? `: ${p.reason}` : '';
+  return ` · pilot ${p.state}${reason} (${p.running || 0} running, ${p.queued || 0} queued, ${p.slots || 0} slots)`;
+};
+
 // overview: counts, processes (filtered), executors, workflows, throughput
 async function overview(view, signal) {
   const c = session.client;
@@ -221,7 +229,8 @@ async function overview(view, signal) {
           badge(p.state), when(p.submissiontime), short(p.assignedexecutorid)] })),
         { empty: 'no processes match', phoneHidden: [2, 4, 5] }));
       executors.replaceChildren(table(['name', 'type', 'state', 'last seen'],
-        execs.map((e) => ({ cells: [e.executorname, e.executortype, EXECUTOR_STATES[e.state] || e.state, ago(e.lastheardfromtime)] })),
+        execs.map((e) => ({ cells: [e.executorname, e.executortype,
+          (EXECUTOR_STATES[e.state] || e.state) + pilotStatus(e), ago(e.lastheardfromtime)] })),
         { empty: 'no executors', phoneHidden: [1] }));
       workflows.replaceChildren(table(['workflow', 'state', 'processes', 'submitted'],
         graphs.map((g) => ({ attrs: { dataset: { graphid: g.processgraphid, state: STATES[g.state] } }, cells: [
